@@ -7,8 +7,6 @@ of its own exercises it.
 
 import os
 
-import support
-
 LIB = (os.getenv("HOST_TEST_ROOT") or ".") + "/lib"
 
 
@@ -25,7 +23,3 @@ def test_every_lib_module_imports():
             failures.append("%s: %s: %s" % (name, type(e).__name__, e))
     assert not failures, "\n".join(failures)
 
-
-def test_lib_has_modules():
-    assert support.IS_MICROPYTHON in (True, False)
-    assert isinstance(lib_modules(), list)
