@@ -1,0 +1,135 @@
+"""Configuration of the ingest server: defaults as TimeBase WebAdmin, overridden by a JSON file.
+
+All durations are in seconds (floats allowed, so tests can use 1-2 s token lifetimes).
+See docs/ingest.md for every key.
+"""
+
+import copy
+import json
+import re
+
+# The seed firmware's stream (weather-data.schema.json, single class, all fields non-nullable).
+WEATHER_RECORD = {
+    "am2320_temp": "FLOAT",
+    "am2320_humidity": "FLOAT",
+    "bmp180_temp": "FLOAT",
+    "bmp180_pressure": "FLOAT",
+    "bmp180_altitude": "FLOAT",
+    "mem_used": "INTEGER",
+    "mem_free": "INTEGER",
+}
+
+DEFAULTS = {
+    # WebAdmin 0.5.14 application.yaml: user admin/admin with read+write.
+    "users": {
+        "admin": {"password": "admin", "authorities": ["TB_ALLOW_READ", "TB_ALLOW_WRITE"]},
+    },
+    # Spring OAuth client: web:secret, grants password + refresh_token, scope trust.
+    "clients": {
+        "web": {"secret": "secret", "scopes": ["trust"]},
+    },
+    "access_token_lifetime_s": 300,
+    "refresh_token_lifetime_s": 86400,
+    "streams": {
+        "weather-data": {"types": {"weather_record": WEATHER_RECORD}},
+    },
+    # Biggest accepted request body (bytes); larger ones get 413 without being read.
+    "max_body_bytes": 16 * 1024 * 1024,
+    # Idle keep-alive connections are closed after this many seconds.
+    "idle_timeout_s": 30,
+    # Rows per select reply when the request does not say (WebAdmin: 1000, hard cap 10000).
+    "select_rows_default": 1000,
+    "select_rows_max": 10000,
+    # /admin/* runtime control (faults, revoke, rotate, restart, shutdown); off unless asked.
+    "admin_api": False,
+    "faults": {},
+}
+
+# Fault knobs (see server.Faults); every one defaults to "off".
+FAULT_DEFAULTS = {
+    "error_rate": 0.0,          # fraction of /write requests answered error_status (not stored)
+    "error_next": 0,            # the next N /write requests answered error_status (not stored)
+    "error_status": 503,
+    "delay_s": 0.0,             # sleep before answering every API request
+    "drop_before_body_next": 0,  # close the next N /write connections before reading the body
+    "drop_before_body_rate": 0.0,
+    "drop_after_store_next": 0,  # store the next N /write batches, then close without a reply
+    "drop_after_store_rate": 0.0,
+    "token_clock_offset_s": 0.0,  # added to the clock used to judge token expiry
+    "read_only": False,          # /write answers WebAdmin's 403 read-only text
+    "seed": None,                # random seed for the *_rate knobs (None: time-seeded)
+}
+
+_TYPES = ("FLOAT", "INTEGER", "INT32", "VARCHAR", "BOOLEAN")
+_RESERVED = ("id", "symbol", "type", "seq", "timestamp", "capture_ns", "acquisition_ns")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _merge(base, over):
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict) and k not in (
+                "users", "clients", "streams", "types"):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def load(path=None, overrides=None):
+    """The effective config: DEFAULTS, then the JSON file at ``path``, then ``overrides``.
+
+    ``users``, ``clients`` and ``streams`` given in a file replace the defaults whole.
+    """
+    cfg = copy.deepcopy(DEFAULTS)
+    if path:
+        with open(path) as f:
+            try:
+                data = json.load(f)
+            except ValueError as e:
+                raise ConfigError("config %s: not JSON: %s" % (path, e))
+        _merge(cfg, data)
+    if overrides:
+        _merge(cfg, copy.deepcopy(overrides))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg):
+    for name, spec in cfg["streams"].items():
+        if not name or "/" in name:
+            raise ConfigError("bad stream name %r" % name)
+        types = spec.get("types")
+        if not isinstance(types, dict) or not types:
+            raise ConfigError("stream %s: 'types' must map class names to field dicts" % name)
+        for fields in types.values():
+            for fname, ftype in fields.items():
+                if not _IDENT.match(fname) or fname in _RESERVED:
+                    raise ConfigError("stream %s: bad field name %r" % (name, fname))
+                if str(ftype).upper() not in _TYPES:
+                    raise ConfigError("stream %s: field %s: type %r not one of %s" % (
+                        name, fname, ftype, ", ".join(_TYPES)))
+    for name, u in cfg["users"].items():
+        if "password" not in u:
+            raise ConfigError("user %s has no password" % name)
+    for name, c in cfg["clients"].items():
+        if "secret" not in c:
+            raise ConfigError("client %s has no secret" % name)
+    for k in ("access_token_lifetime_s", "refresh_token_lifetime_s"):
+        if not float(cfg[k]) > 0:
+            raise ConfigError("%s must be > 0" % k)
+    unknown = set(cfg["faults"]) - set(FAULT_DEFAULTS)
+    if unknown:
+        raise ConfigError("unknown fault knobs: %s" % ", ".join(sorted(unknown)))
+
+
+def stream_fields(spec):
+    """All columns of a stream: {field: TYPE} over every class (first declaration wins)."""
+    out = {}
+    for fields in spec["types"].values():
+        for fname, ftype in fields.items():
+            out.setdefault(fname, str(ftype).upper())
+    return out

@@ -1,0 +1,136 @@
+"""Validation of one JSON message against a stream's schema, as WebAdmin's /write does it.
+
+A message is a JSON object with ``$type`` (matched against the class names: a class whose name
+ends with it; may be absent when the stream has one class), ``symbol`` (string, default ""),
+``timestamp`` (``yyyy-MM-ddTHH:mm:ss.SSSZ`` UTC; absent = server time), the schema's fields and
+an optional ``seq`` (non-negative integer, the device's sequence number, used for dedup).
+Other keys are ignored, as WebAdmin does.  Stricter than WebAdmin: every schema field must be
+present and non-null, INTEGER fields must be integral (INT32 in range), bools are not numbers.
+"""
+
+import calendar
+import json
+import re
+
+_TS = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{3})Z$")
+_INT32 = (-(1 << 31), (1 << 31) - 1)
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+class MessageError(ValueError):
+    """One rejected message; ``exc`` mimics the Java exception class WebAdmin would name."""
+
+    def __init__(self, text, exc="java.lang.IllegalArgumentException"):
+        ValueError.__init__(self, text)
+        self.exc = exc
+
+
+def parse_timestamp(text):
+    """``yyyy-MM-ddTHH:mm:ss.SSSZ`` -> ns since 1970-01-01 UTC (any 3-digit fraction)."""
+    m = _TS.match(text) if isinstance(text, str) else None
+    if not m:
+        raise MessageError("Unparseable date: \"%s\"" % str(text)[:40], "java.text.ParseException")
+    y, mo, d, h, mi, s, ms = (int(g) for g in m.groups())
+    if not (1 <= mo <= 12 and 1 <= d <= calendar.monthrange(y, mo)[1] and h < 24 and mi < 60
+            and s < 60):
+        raise MessageError("Unparseable date: \"%s\"" % text, "java.text.ParseException")
+    return (calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) * 1000 + ms) * 1000000
+
+
+def format_timestamp(ns):
+    """ns since the epoch -> ``yyyy-MM-ddTHH:mm:ss.SSSZ``."""
+    import time
+    s, rem = divmod(ns, 1000000000)
+    t = time.gmtime(s)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (t[:6] + (rem // 1000000,))
+
+
+def _number(name, v, kind):
+    if isinstance(v, bool):
+        raise MessageError("field %s: boolean is not a number" % name,
+                           "java.lang.NumberFormatException")
+    if isinstance(v, str):  # Gson's getAsDouble/getAsLong accept numeric strings
+        try:
+            v = float(v) if kind == "FLOAT" else int(v)
+        except ValueError:
+            raise MessageError("field %s: not a number: %r" % (name, v[:40]),
+                               "java.lang.NumberFormatException")
+    if not isinstance(v, (int, float)):
+        raise MessageError("field %s: expected %s" % (name, kind),
+                           "java.lang.IllegalStateException")
+    if kind == "FLOAT":
+        return float(v)
+    if isinstance(v, float):
+        if v != int(v):
+            raise MessageError("field %s: %r is not an integer" % (name, v),
+                               "java.lang.NumberFormatException")
+        v = int(v)
+    lo, hi = _INT32 if kind == "INT32" else _INT64
+    if not lo <= v <= hi:
+        raise MessageError("field %s: %d out of range" % (name, v),
+                           "java.lang.IllegalArgumentException")
+    return v
+
+
+def _value(name, v, kind):
+    if kind in ("FLOAT", "INTEGER", "INT32"):
+        return _number(name, v, kind)
+    if kind == "VARCHAR":
+        if not isinstance(v, str):
+            raise MessageError("field %s: expected a string" % name)
+        return v
+    if not isinstance(v, bool):  # BOOLEAN
+        raise MessageError("field %s: expected true/false" % name)
+    return int(v)
+
+
+def match_type(types, tname):
+    """The class name of ``types`` (dict) that ``tname`` designates, as UnboundWriter does."""
+    if tname is None:
+        if len(types) == 1:
+            return next(iter(types))
+        raise MessageError("$type is required: the stream has several classes")
+    if not isinstance(tname, str) or not tname:
+        raise MessageError("$type must be a non-empty string")
+    for full in types:
+        if full == tname or full.endswith("." + tname) or full.endswith(tname):
+            return full
+    raise MessageError("Unknown type: " + tname[:80], "java.lang.IllegalStateException")
+
+
+def validate(msg, types):
+    """Check one message; return a row dict (type, symbol, seq, capture_ns, fields)."""
+    if not isinstance(msg, dict):
+        raise MessageError("message is not a JSON object", "java.lang.IllegalStateException")
+    tname = match_type(types, msg.get("$type"))
+    symbol = msg.get("symbol", "")
+    if not isinstance(symbol, str):
+        raise MessageError("symbol must be a string")
+    seq = msg.get("seq")
+    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)
+                            or not 0 <= seq < (1 << 63)):
+        raise MessageError("seq must be a non-negative integer")
+    ts = msg.get("timestamp")
+    capture_ns = None if ts is None else parse_timestamp(ts)
+    fields = {}
+    for fname, kind in types[tname].items():
+        v = msg.get(fname)
+        if v is None:
+            raise MessageError("field %s is required (non-nullable)" % fname,
+                               "java.lang.IllegalArgumentException")
+        fields[fname] = _value(fname, v, str(kind).upper())
+    return {"type": tname, "symbol": symbol, "seq": seq, "capture_ns": capture_ns,
+            "fields": fields}
+
+
+def error_entry(index, msg, err):
+    """One element of /write's per-message error array (WebAdmin layout + ``index``)."""
+    try:
+        text = json.dumps(msg, separators=(",", ":"))
+    except (TypeError, ValueError):
+        text = repr(msg)
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return {"message": "Message is invalid:" + text.replace('"', "'"),
+            "error": "%s:%s" % (getattr(err, "exc", "java.lang.Exception"), err),
+            "stacktrace": "", "index": index}
