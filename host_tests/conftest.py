@@ -98,6 +98,19 @@ def pytest_collect_file(parent, file_path):
     return None
 
 
+class NotUnderCPython(pytest.File):
+    """A ``# micropython-only`` file: CPython must not even import it."""
+
+    def collect(self):
+        return []
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    if "micropython-only" in _header(module_path):
+        return NotUnderCPython.from_parent(parent, path=module_path)
+    return None
+
+
 class MicroPythonFile(pytest.File):
     def collect(self):
         self._results = None
