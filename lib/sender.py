@@ -1,0 +1,446 @@
+"""Upload committed TSLog records to TimeBase WebAdmin (or tools/ingest) in batches.
+
+One batch = up to ``batch_max`` records and ``batch_bytes`` bytes of JSON (by an
+upper bound of one message's size, ``max_message_bytes``), read
+in sequence order from a ``TSReader`` and POSTed as a JSON array to
+``{base}/api/v0/{stream}/write[?writeMode=APPEND]`` with a Bearer token.  The
+JSON is generated message by message while it is written to the socket, so
+the heap used does not grow with the batch beyond ``batch_max`` small tuples.
+
+The reader's cursor is committed only when every record of the batch is
+accounted for (written, or moved to the dead-letter log with its error).
+
+Outcomes of one POST:
+
+* 200 ``[]``: all written.
+* 200 with a JSON array of errors: each error is matched to its record by the
+  ``seq`` quoted in the error text; those go to the dead-letter log, the rest
+  count as written.  Errors that name no record: the batch is split and
+  re-sent in halves (a server without ``seq`` dedup may then store the good
+  ones twice; TimeBase's error text quotes the message, so this is rare).
+* 401: the token is renewed and the POST retried once.
+* 400 / 403 / 413: the batch is halved until the refused record is alone.  It
+  is set aside and the following records are sent: if the server accepts them,
+  the set-aside record was the cause and goes to the dead-letter log; if the
+  next lone record is refused too, the server refuses everything (read-only,
+  unknown stream, no write permission): all stay queued and the sender backs off.
+* 5xx, timeouts, resets, DNS/TLS errors: capped exponential backoff with
+  jitter; the records stay queued.
+* ``oauth.AuthError`` (credentials refused for good): state "auth_failed",
+  retried every ``backoff_max_ms``; never a reboot.
+
+Call ``step()`` (at most one HTTP exchange) or ``send_pending(budget_ms)``
+from the main loop or a thread.  Figures: ``stats()``.
+"""
+
+import json
+import time
+
+import https
+import oauth
+import record
+from micropython import const
+
+try:
+    import random
+
+    def _rand16():
+        return random.getrandbits(16)
+except ImportError:  # pragma: no cover
+    import os
+
+    def _rand16():
+        b = os.urandom(2)
+        return b[0] << 8 | b[1]
+
+_FLUSH = const(256)  # bytes of JSON gathered before one socket write
+_ERR_TEXT_MAX = const(200)
+_NAN_NAMES = ("nan", "inf", "-inf")
+
+
+class DeadLetterLog:
+    """Append-only text file of refused records: ``seq<TAB>message<TAB>error``.
+
+    When it grows past ``max_bytes`` it is renamed to ``path + ".1"`` (one old
+    generation kept), so it never fills the flash.
+    """
+
+    def __init__(self, path, max_bytes=65536):
+        self.path = path
+        self.max_bytes = max_bytes
+
+    def write(self, seq, message, error):
+        import os
+
+        try:
+            if os.stat(self.path)[6] > self.max_bytes:
+                os.rename(self.path, self.path + ".1")
+        except OSError:
+            pass
+        error = str(error).replace("\t", " ").replace("\n", " ")[:_ERR_TEXT_MAX]
+        with open(self.path, "a") as f:
+            f.write("%d\t%s\t%s\n" % (seq, message, error))
+
+
+def _num(v, is_float):
+    if not is_float:
+        return "%d" % v
+    s = "%.7g" % v
+    return "null" if s in _NAN_NAMES or v != v else s
+
+
+def _find_seq(text):
+    """The integer after ``seq`` in an error text (``'seq':12`` or ``"seq": 12``), else None."""
+    i = text.find("seq")
+    while i >= 0:
+        j = i + 3
+        while j < len(text) and text[j] in "'\": ":
+            j += 1
+        k = j
+        while k < len(text) and "0" <= text[k] <= "9":
+            k += 1
+        if k > j and text[i + 3:j].count(":") == 1:
+            return int(text[j:k])
+        i = text.find("seq", i + 3)
+    return None
+
+
+class Sender:
+    """Batch uploader.
+
+    ``reader``: a TSReader (``next_record()`` -> packed bytes, or ``next()`` -> tuple in
+    ``record.FIELDS`` order; None when empty; ``seqn``; ``commit()``).  ``client``: an
+    ``https.Client``; ``auth``: an ``oauth.OAuth`` on the same client.
+
+    ``boot``: the current boot counter (see ``record``); untimed records of an
+    older boot with no known epoch are dead-lettered, those of this boot wait
+    for ``set_boot_epoch``.  ``dead_letter``: object with ``write(seq, msg, err)``.
+    """
+
+    def __init__(self, reader, client, auth, stream, symbol, write_mode="APPEND",
+                 batch_max=50, batch_bytes=16384, dead_letter=None, type_name="weather_record",
+                 backoff_min_ms=1000, backoff_max_ms=300000, boot=None,
+                 log=print):
+        self._reader = reader
+        self._client = client
+        self._auth = auth
+        path = "/api/v0/%s/write" % stream
+        if write_mode:
+            path += "?writeMode=" + write_mode
+        self._path = path
+        self._prefix = '{"$type":%s,"symbol":%s,"timestamp":"' % (
+            json.dumps(type_name), json.dumps(symbol))
+        # An upper bound of one message's JSON size caps the batch by bytes without reading
+        # ahead (a record read but not sent must not be committed with the reader's cursor).
+        most = len(self._prefix) + 44  # timestamp, '","seq":' and 10 digits, "}"
+        for name in record.SENSOR_FIELDS:
+            most += len(name) + 4 + 14  # ,"name": and the longest "%.7g" / u32 text
+        self.max_message_bytes = most
+        self._batch_max = min(batch_max, max(1, (batch_bytes - 1) // (most + 1)))
+        self._dead = dead_letter
+        self._bmin = backoff_min_ms
+        self._bmax = backoff_max_ms
+        self._boot = boot
+        self._log = log
+        self._epochs = {}
+        self._batch = []  # [(seq, rec)] read from the reader, not yet accounted for
+        self._held = None  # (seq, rec) read but waiting for its boot's epoch
+        self._limit = 0  # records from the batch front to send in the next POST
+        self._fails = 0  # consecutive transient failures
+        self._suspect = None  # ((seq, rec), error text): refused alone, cause not yet proven
+        self._next_ms = time.ticks_ms()
+        # figures
+        self.sent = 0
+        self.batches = 0
+        self.dead = 0
+        self.retries = 0
+        self.last_ok_ms = None  # ticks_ms of the last accepted POST
+        self.last_error = None  # short text of the last failure
+        self.state = "idle"  # idle|sending|backoff|waiting_clock|auth_failed
+        self.backoff_ms = 0
+
+    # -- configuration ---------------------------------------------------
+    def set_boot_epoch(self, boot, utc_ms_at_boot):
+        """Tell the sender the UTC ms at which boot ``boot``'s monotonic clock read 0."""
+        self._epochs[boot] = utc_ms_at_boot
+
+    def stats(self):
+        """Figures as a dict (no secrets)."""
+        return {"sent": self.sent, "batches": self.batches, "dead": self.dead,
+                "retries": self.retries, "queued": len(self._batch),
+                "last_ok_ms": self.last_ok_ms, "backoff_ms": self.backoff_ms,
+                "state": self.state, "last_error": self.last_error}
+
+    # -- JSON -------------------------------------------------------------
+    def message(self, seq, rec):
+        """The JSON text of one record (str); ``rec``: packed bytes or a decoded tuple."""
+        if not isinstance(rec, tuple):
+            rec = record.decode(rec)
+        ts = record.timestamp_of(rec, self._epochs)
+        parts = [self._prefix, record.iso_utc(ts), '","seq":%d' % seq]  # type: ignore
+        for i in range(1, 8):
+            parts.append(',"%s":%s' % (record.FIELDS[i], _num(rec[i], i <= record.FLOAT_FIELDS)))
+        parts.append("}")
+        return "".join(parts)
+
+    def _chunks(self, n):
+        """Generator of the JSON array of the first ``n`` batch records, ~_FLUSH bytes a chunk."""
+        buf = ["["]
+        size = 1
+        batch = self._batch
+        for i in range(n):
+            seq, rec = batch[i]
+            m = self.message(seq, rec)
+            if i:
+                buf.append(",")
+            buf.append(m)
+            size += len(m) + 1
+            if size >= _FLUSH:
+                yield "".join(buf)
+                buf = []
+                size = 0
+        buf.append("]")
+        yield "".join(buf)
+
+    def _length(self, n):
+        total = 1 + n  # "[", "]" and n-1 commas
+        for i in range(n):
+            seq, rec = self._batch[i]
+            total += len(self.message(seq, rec))
+        return total
+
+    # -- reading ----------------------------------------------------------
+    def _next(self):
+        if self._held is not None:
+            item, self._held = self._held, None
+            return item
+        rd = self._reader
+        # Keep the packed bytes (39 B) rather than a tuple of boxed floats: ~4x less heap.
+        rec = rd.next_record() if hasattr(rd, "next_record") else rd.next()
+        if rec is None:
+            return None
+        return rd.seqn, rec if isinstance(rec, tuple) else bytes(rec)
+
+    def _peek(self):
+        """True if a record is waiting (reads one ahead into ``_held``)."""
+        if self._held is None:
+            self._held = self._next()
+        return self._held is not None
+
+    def _fill(self):
+        """Read records until the batch is full; returns False if waiting for the clock."""
+        while len(self._batch) < self._batch_max:
+            item = self._next()
+            if item is None:
+                break
+            seq, rec = item
+            if not isinstance(rec, tuple):
+                rec = record.decode(rec)
+            if record.timestamp_of(rec, self._epochs) is None:
+                if self._boot is None or rec[record.I_BOOT] == self._boot:
+                    self._held = item  # this boot will learn the time: wait, keep order
+                    break
+                self._dead_letter(seq, "", "no wall-clock time for boot %d" % rec[record.I_BOOT])
+                continue
+            self._batch.append(item)
+        self._limit = len(self._batch)
+        return bool(self._batch) or self._held is None
+
+    def _dead_letter(self, seq, msg, err):
+        self.dead += 1
+        self._log("sender: dead-letter seq %d: %s" % (seq, str(err)[:80]))
+        if self._dead is not None:
+            self._dead.write(seq, msg, err)
+
+    def _account(self, n):
+        """The first ``n`` batch records are done; commit when the batch is empty."""
+        del self._batch[:n]
+        if self._batch:
+            self._limit = len(self._batch)
+        elif self._held is None and self._suspect is None:
+            self._reader.commit()  # (a held or set-aside record was read but is not done)
+
+    # -- sending ----------------------------------------------------------
+    def pending(self):
+        """True if records are held in RAM waiting to go."""
+        return bool(self._batch) or self._held is not None or self._suspect is not None
+
+    def step(self):
+        """At most one POST.  Returns the number of records accounted for
+        (written or dead-lettered); 0 if idle, waiting or backing off."""
+        now = time.ticks_ms()
+        if self.state in ("backoff", "auth_failed") and time.ticks_diff(self._next_ms, now) > 0:
+            return 0
+        if not self._batch:
+            if not self._auth.valid() and self._peek():
+                try:  # log in before the batch is in RAM: the TLS handshake is the peak
+                    self._auth.token()
+                except oauth.AuthError as e:
+                    self._fail(str(e), auth=True)
+                    return 0
+                except https.HTTPError as e:
+                    self._fail("%s: %s" % (e.category, e))
+                    return 0
+            if not self._fill():
+                self.state = "waiting_clock"
+                return 0
+            if not self._batch and self._suspect is not None:
+                self._batch.append(self._suspect[0])  # nothing to compare it with yet:
+                self._suspect = None  # send it alone again after a pause
+                self._limit = 1
+                self._fail("only a refused record is queued")
+                return 0
+            if not self._batch:
+                self.state = "idle"
+                return 0
+        self.state = "sending"
+        try:
+            return self._post()
+        except oauth.AuthError as e:
+            self._fail(str(e), auth=True)
+        except https.HTTPError as e:
+            self._fail("%s: %s" % (e.category, e))
+        except MemoryError:  # the records stay queued; a smaller batch_max would help
+            self._client.close()
+            self._fail("out of memory while sending")
+        return 0
+
+    def send_pending(self, budget_ms=5000):
+        """Call ``step()`` until the queue is drained, a failure, or ``budget_ms``; returns
+        records accounted for."""
+        t0 = time.ticks_ms()
+        total = 0
+        while time.ticks_diff(time.ticks_ms(), t0) < budget_ms:
+            n = self.step()
+            if n == 0 and self.state != "sending":
+                break
+            total += n
+        return total
+
+    def _fail(self, text, auth=False):
+        self.last_error = text
+        self._fails += 1
+        self.retries += 1
+        if auth:
+            delay = self._bmax
+            self.state = "auth_failed"
+        else:
+            exp = self._fails - 1 if self._fails < 20 else 20
+            delay = self._bmin << exp
+            if delay > self._bmax:
+                delay = self._bmax
+            delay = delay // 2 + (delay // 2) * _rand16() // 65536  # jitter: [d/2, d)
+            self.state = "backoff"
+        self.backoff_ms = delay
+        self._next_ms = time.ticks_add(time.ticks_ms(), delay)
+        self._log("sender: %s; retry in %d ms" % (text, delay))
+
+    def _ok(self):
+        self._fails = 0
+        self.backoff_ms = 0
+        self.last_ok_ms = time.ticks_ms()
+        self.batches += 1
+
+    def _post(self):
+        n = self._limit
+        length = self._length(n)
+        resp = None
+        for attempt in (0, 1):
+            headers = (("Authorization", self._auth.authorization()),
+                       ("Content-Type", "application/json"), ("Accept", "application/json"))
+            resp = self._client.request("POST", self._path, headers,
+                                        lambda: self._chunks(n), length)
+            if resp.status != 401 or attempt:
+                break
+            self._auth.invalidate()  # expired or the server restarted with a new key
+            self.retries += 1
+        st = resp.status  # type: ignore
+        if st == 200:
+            done = 0
+            if self._suspect is not None:  # the server takes other records: it was this one
+                (seq, rec), text = self._suspect
+                self._suspect = None
+                self._dead_letter(seq, self.message(seq, rec), text)
+                done = 1
+            return done + self._handle_200(n, resp)
+        if st in (400, 403, 413):
+            return self._refused(n, resp)
+        if st == 401:
+            self._auth.invalidate()
+        raise https.StatusError(st, resp.reason)  # type: ignore
+
+    def _handle_200(self, n, resp):
+        body = resp.body.strip()
+        if body == b"[]" and not resp.truncated:
+            self._ok()
+            self.sent += n
+            self._account(n)
+            return n
+        try:
+            errors = json.loads(body)
+            if not isinstance(errors, list):
+                raise ValueError
+        except ValueError:
+            errors = None  # truncated or not JSON: cannot tell which failed
+        rejected = {}
+        left = []  # error texts that name no record
+        for e in errors or ():
+            text = json.dumps(e) if not isinstance(e, str) else e
+            seq = None
+            if isinstance(e, dict):
+                seq = e.get("seq")
+                idx = e.get("index")  # tools/ingest names the position in the batch
+                if not isinstance(seq, int) and isinstance(idx, int) and 0 <= idx < n:
+                    seq = self._batch[idx][0]
+            if not isinstance(seq, int):
+                seq = _find_seq(text)
+            if seq is None:
+                left.append(text)
+            else:
+                rejected[seq] = text
+        unnamed = len(left)
+        self._ok()
+        if errors is not None and (unnamed == 0 or len(rejected) + unnamed >= n or n == 1):
+            for i in range(n):
+                seq, rec = self._batch[i]
+                if seq in rejected:
+                    self._dead_letter(seq, self.message(seq, rec), rejected[seq])
+                elif unnamed:
+                    unnamed -= 1
+                    self._dead_letter(seq, self.message(seq, rec), left.pop(0))
+                else:
+                    self.sent += 1
+            self._account(n)
+            return n
+        # some unnamed errors: drop what is named, then halve to find the rest
+        keep = [it for it in self._batch[:n] if it[0] not in rejected]
+        for seq, rec in self._batch[:n]:
+            if seq in rejected:
+                self._dead_letter(seq, self.message(seq, rec), rejected[seq])
+        done = n - len(keep)
+        self._batch[:n] = keep
+        self._limit = len(keep) // 2 or 1
+        if not self._batch:
+            self._account(0)
+        return done
+
+    def _refused(self, n, resp):
+        try:
+            text = "HTTP %d %s" % (resp.status, resp.body[:120].decode())
+        except UnicodeError:
+            text = "HTTP %d" % resp.status
+        if n > 1:
+            self._limit = n // 2  # isolate the refused record
+            self.retries += 1
+            return 0
+        item = self._batch.pop(0)
+        if self._suspect is not None:  # two lone records refused: the server refuses all
+            self._batch.insert(0, item)
+            self._batch.insert(0, self._suspect[0])
+            self._suspect = None
+            self._limit = len(self._batch)
+            raise https.StatusError(resp.status, "server refuses every record (%s)" % text[:60])
+        self._suspect = (item, text)  # try the next records to tell record from server
+        self._limit = len(self._batch)
+        self.retries += 1
+        return 0
