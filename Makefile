@@ -40,7 +40,7 @@ test: venv lint typecheck build
 bench: venv
 	@for f in bench/bench_*.py; do \
 	  if head -5 $$f | grep -q 'run: micropython'; then \
-	    echo "== $$f (micropython)"; MICROPYPATH=host_tests/fakes:lib:host_tests:.frozen $(MICROPYTHON) $$f || exit 1; \
+	    echo "== $$f (micropython)"; MICROPYPATH=host_tests/fakes:lib:host_tests:.frozen $(MICROPYTHON) -X heapsize=64M $$f || exit 1; \
 	  else echo "== $$f (cpython)"; $(BIN)/python $$f || exit 1; fi; done
 
 clean:

@@ -23,7 +23,10 @@ class FlashBlockDevice:
         self.block_size = block_size
         self.block_count = block_count
         self.nor = nor
-        self.data = bytearray(b"\xff" * (block_size * block_count))
+        self.data = bytearray(block_size * block_count)
+        blank = b"\xff" * block_size
+        for b in range(block_count):  # one block at a time: no second full-size copy
+            self.data[b * block_size:(b + 1) * block_size] = blank
         self.erase_counts = [0] * block_count
         self.bytes_programmed = 0
         self.blocks_erased = 0
