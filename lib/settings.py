@@ -1,0 +1,487 @@
+"""Settings: defaults from ``config.py``, validated overrides from ``config.json``.
+
+``load()`` never raises: a missing ``config.json`` is normal, and a corrupt file, a
+value of the wrong type or out of range, or an unknown key is logged and the default
+is used for what is bad. ``save()`` replaces the file atomically (temp file, flush,
+rename), so a power cut leaves the old or the new file, never half of one.
+
+A board that ran the seed firmware keeps its Wi-Fi: when ``config.json`` has no
+``wifi_ssid``, ``load()`` reads the seed's NVS namespace ``WIFI`` (blobs ``SSID`` and
+``PASS``) and writes them into ``config.json``, so this happens once.
+
+WebREPL helpers (use them at the ``>>>`` prompt; changes apply after a reboot)::
+
+    show_config()                       # every key, secrets masked
+    set_config("sample_interval_s", 5)  # validate + save one key
+    set_config("sample_interval_s", None)  # back to the default
+    write_wifi("my-ssid", "my-password")   # save Wi-Fi, then machine.reset()
+
+Secrets (``SECRETS``) are never printed or put in an exception message: print a
+settings dict only through ``masked()``.
+"""
+
+import json
+import os
+
+from micropython import const
+
+PATH = "config.json"  # relative: the board's cwd is "/", the simulator's its flash image
+SECRETS = ("wifi_password", "ap_password", "tb_pass", "tb_refresh_token", "tb_client_secret",
+           "webrepl_password")
+_MAX_FILE = const(8192)  # bytes: a bigger config.json is refused (bounded allocation)
+_NVS_BUF = const(96)  # bytes: an SSID is <= 32, a WPA2 passphrase <= 64
+
+# key: (type, low, high). int: the value's range; str: the length range in UTF-8 bytes;
+# bool: no range. Extra rules: _CHOICES, _PREFIXES, _EMPTY_OK, _NO_CHARS.
+RULES = {
+    "wifi_ssid": (str, 0, 32),
+    "wifi_password": (str, 0, 64),
+    "ap_ssid": (str, 0, 32),
+    "ap_password": (str, 8, 63),  # WPA2: the AP is never open
+    "no_wifi_before_ap_s": (int, 5, 86400),
+    "sta_retry_s": (int, 1, 3600),
+    "ntp_host": (str, 1, 253),
+    "ntp_resync_s": (int, 60, 604800),
+    "i2c_id": (int, 0, 1),
+    "i2c_scl": (int, 0, 33),  # GPIO 34..39 are input only
+    "i2c_sda": (int, 0, 33),
+    "i2c_freq": (int, 1000, 400000),
+    "led_pin": (int, -1, 33),
+    "sample_interval_s": (float, 1, 3600),  # float: int or float (the simulator's 1.5 s)
+    "send_interval_s": (float, 1, 86400),
+    "commit_delta": (int, 1, 4096),
+    "tslog_dir": (str, 1, 64),
+    "bucket_size": (int, 8, 65536),
+    "tb_host": (str, 0, 256),
+    "tb_ca_file": (str, 1, 64),
+    "tb_insecure": (bool, 0, 0),
+    "tb_user": (str, 0, 128),
+    "tb_pass": (str, 0, 128),
+    "tb_refresh_token": (str, 0, 4096),
+    "tb_client_id": (str, 0, 128),
+    "tb_client_secret": (str, 0, 128),
+    "tb_stream": (str, 1, 128),
+    "symbol": (str, 0, 64),
+    "write_mode": (str, 0, 16),
+    "batch_max": (int, 1, 1000),
+    "batch_bytes": (int, 1024, 65536),
+    "backoff_min_ms": (int, 100, 3600000),
+    "backoff_max_ms": (int, 1000, 86400000),
+    "timeout_s": (int, 1, 120),
+    "health_interval_s": (int, 10, 86400),
+    "sensor_fail_reset": (int, 1, 100000),
+    "wdt_timeout_ms": (int, 5000, 3600000),  # or 0: off
+    "upload_stall_ms": (int, 10000, 3600000),
+    "webrepl_password": (str, 4, 9),  # WebREPL accepts 4..9 characters
+    "sd_mount": (str, 0, 32),
+}
+_CHOICES = {"write_mode": ("APPEND", "INSERT", "REWRITE", "TRUNCATE", "")}
+_PREFIXES = {"tb_host": ("https://", "http://"), "sd_mount": ("/",)}
+_EMPTY_OK = ("webrepl_password", "tb_host", "sd_mount")  # "" allowed despite the rule
+_ZERO_OK = ("wdt_timeout_ms",)  # 0 allowed despite the rule
+_NO_CHARS = {"tb_stream": "/?#% ", "tslog_dir": " ", "tb_ca_file": " "}  # go into URLs/paths
+# (key, key): must differ (pins) / first <= second (backoff)
+_DIFFERENT = (("i2c_scl", "i2c_sda"), ("led_pin", "i2c_scl"), ("led_pin", "i2c_sda"))
+_ORDERED = (("backoff_min_ms", "backoff_max_ms"),)
+
+_TYPE_NAMES = {str: "str", int: "int", bool: "bool", float: "number"}
+
+
+def _same(a, b):
+    return a == b and a != -1  # -1: "no LED"
+
+
+def _greater(a, b):
+    return a > b
+
+
+def _defaults():
+    import config  # firmware/config.py: "/" on the board
+
+    return config.DEFAULTS
+
+
+def _type_name(value):
+    return _TYPE_NAMES.get(type(value)) or type(value).__name__
+
+
+def _check(key, value, defaults):
+    """``value`` if valid for ``key``, else ValueError naming the key (never a secret)."""
+    rule = RULES.get(key)
+    if rule is None:
+        if defaults is None or key not in defaults:
+            raise ValueError("unknown setting %r" % key)
+        rule = (type(defaults[key]), None, None)  # a key added to config.py without a rule
+    want, lo, hi = rule
+    if type(value) is not want and not (want is float and type(value) is int):
+        # exact: a bool is not an int here, a float not an int
+        raise ValueError("%s: expected %s, got %s" % (
+            key, _TYPE_NAMES.get(want) or want.__name__, _type_name(value)))
+    shown = "***" if key in SECRETS else repr(value)
+    if want in (int, float) and lo is not None and hi is not None and not lo <= value <= hi:
+        if not (key in _ZERO_OK and value == 0):
+            raise ValueError("%s: must be %s..%s, got %s" % (key, lo, hi, shown))
+    elif want is str:
+        _check_str(key, value, lo, hi, shown)
+    return value
+
+
+def _check_str(key, text, lo, hi, shown):
+    if text == "" and key in _EMPTY_OK:
+        return
+    n = len(text.encode())
+    if lo is not None and hi is not None and not lo <= n <= hi:
+        got = "" if key in SECRETS else ", got %d" % n  # a secret's length is not shown
+        raise ValueError("%s: length must be %d..%d bytes%s" % (key, lo, hi, got))
+    choices = _CHOICES.get(key)
+    if choices is not None and text not in choices:
+        raise ValueError("%s: must be one of %s, got %s" % (key, "|".join(choices), shown))
+    prefixes = _PREFIXES.get(key)
+    if prefixes is not None:
+        for p in prefixes:
+            if text.startswith(p) and len(text) > len(p):
+                break
+        else:
+            raise ValueError("%s: must start with %s, got %s" % (
+                key, " or ".join(prefixes), shown))
+    for c in _NO_CHARS.get(key, ""):
+        if c in text:
+            raise ValueError("%s: must not contain %r, got %s" % (key, c, shown))
+
+
+def validate(key, value):
+    """Return ``value`` if it is valid for ``key``; ValueError with a message naming the key
+    (and never showing a secret) otherwise."""
+    try:
+        defaults = _defaults()
+    except ImportError:
+        defaults = None
+    return _check(key, value, defaults)
+
+
+def masked(cfg):
+    """A copy of ``cfg`` with secrets replaced by "***" ("" when not set)."""
+    out = dict(cfg)
+    for k in SECRETS:
+        if k in out:
+            out[k] = "***" if out[k] else ""
+    return out
+
+
+# _well_formed() states: what the next token must be
+_VALUE = const(0)
+_VALUE_OR_END = const(1)  # after "["
+_KEY = const(2)  # after "," in an object
+_KEY_OR_END = const(3)  # after "{"
+_COLON = const(4)  # after a key
+_AFTER = const(5)  # after a value: "," or a closing bracket (or the end)
+_SCALAR = "-+.0123456789eEtrufalsn"
+_ESCAPES = '"\\/bfnrtu'
+_HEX = "0123456789abcdefABCDEF"
+
+
+def _digits(w, i):
+    """Index after the run of digits at ``w[i:]``."""
+    while i < len(w) and "0" <= w[i] <= "9":
+        i += 1
+    return i
+
+
+def _number(w):
+    """JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?"""
+    i = 1 if w[:1] == "-" else 0
+    j = _digits(w, i)
+    if j == i or (w[i] == "0" and j > i + 1):
+        return False
+    if w[j:j + 1] == ".":
+        i, j = j + 1, _digits(w, j + 1)
+        if j == i:
+            return False
+    if w[j:j + 1] in ("e", "E"):
+        j += 1
+        if w[j:j + 1] in ("+", "-"):
+            j += 1
+        i, j = j, _digits(w, j)
+        if j == i:
+            return False
+    return j == len(w)
+
+
+def _well_formed(t):
+    """True if ``t`` is exactly one JSON value. MicroPython's ``json.loads`` skips missing
+    commas and colons and drops a key without a value, so a typo would not be noticed."""
+    n = len(t)
+    i = 0
+    stack = []
+    state = _VALUE
+    while i < n:
+        c = t[i]
+        if c in " \t\r\n":
+            i += 1
+            continue
+        if state == _COLON:
+            if c != ":":
+                return False
+            state = _VALUE
+        elif state == _AFTER or (c in "}]" and state in (_KEY_OR_END, _VALUE_OR_END)):
+            if c == "," and state == _AFTER and stack:
+                state = _KEY if stack[-1] == "{" else _VALUE
+            elif c in "}]" and stack and stack.pop() == ("{" if c == "}" else "["):
+                state = _AFTER
+            else:
+                return False
+        elif c == '"':
+            i += 1
+            while i < n and t[i] != '"':
+                if t[i] < " ":
+                    return False
+                if t[i] == "\\":
+                    i += 1
+                    if i >= n or t[i] not in _ESCAPES:
+                        return False
+                    if t[i] == "u":
+                        for _ in range(4):
+                            i += 1
+                            if i >= n or t[i] not in _HEX:
+                                return False
+                i += 1
+            if i >= n:
+                return False
+            state = _COLON if state in (_KEY, _KEY_OR_END) else _AFTER
+        elif state in (_KEY, _KEY_OR_END):
+            return False
+        elif c in "{[":
+            stack.append(c)
+            state = _KEY_OR_END if c == "{" else _VALUE_OR_END
+        else:
+            j = i
+            while j < n and t[j] in _SCALAR:
+                j += 1
+            word = t[i:j]
+            if word not in ("true", "false", "null") and not _number(word):
+                return False
+            state = _AFTER
+            i = j
+            continue
+        i += 1
+    return state == _AFTER and not stack
+
+
+def _read(path):
+    """The JSON object in ``path``: (dict, None), (None, None) if missing, (None, error)."""
+    try:
+        size = os.stat(path)[6]
+    except OSError:
+        return None, None
+    if size > _MAX_FILE:
+        return None, "file too large (%d bytes, at most %d)" % (size, _MAX_FILE)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        text = data.decode()
+        if not _well_formed(text):
+            raise ValueError
+        obj = json.loads(text)
+    except (OSError, ValueError) as e:  # UnicodeError and JSONDecodeError are ValueErrors
+        return None, "not valid JSON (%s)" % (e.__class__.__name__,)
+    if type(obj) is not dict:
+        return None, "not a JSON object"
+    return obj, None
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def save(overrides, path=PATH):
+    """Write ``overrides`` (a dict) to ``path`` atomically: a temp file is written and
+    flushed, then renamed over ``path`` (removing ``path`` first where rename cannot
+    replace a file: FAT). One key per line, sorted, so the file is easy to read."""
+    lines = []
+    for k in sorted(overrides):
+        lines.append("  %s: %s" % (json.dumps(k), json.dumps(overrides[k])))
+    text = "{\n" + ",\n".join(lines) + "\n}\n" if lines else "{}\n"
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:  # closing commits it (LittleFS: copy-on-write metadata)
+        f.write(text)
+        f.flush()
+    try:
+        os.rename(tmp, path)  # LittleFS and POSIX replace the target atomically
+    except OSError:
+        # FAT: rename onto an existing file fails. A cut between remove and rename leaves
+        # only the complete temp file, which load() recovers.
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        os.rename(tmp, path)
+
+
+def _read_nvs_wifi(log):
+    """(ssid, password) from the seed firmware's NVS namespace "WIFI", or None."""
+    try:
+        import esp32
+    except ImportError:
+        return None
+    buf = bytearray(_NVS_BUF)
+    try:
+        nvs = esp32.NVS("WIFI")
+        n = nvs.get_blob("SSID", buf)
+        ssid = bytes(buf[:n]).decode().rstrip("\x00")
+        try:
+            n = nvs.get_blob("PASS", buf)
+            password = bytes(buf[:n]).decode().rstrip("\x00")
+        except OSError:
+            password = ""  # an open network
+    except (OSError, ValueError):  # no such key (ENOENT), blob too long, not UTF-8
+        return None
+    finally:
+        for i in range(len(buf)):  # do not leave the password in a free heap block
+            buf[i] = 0
+    if not ssid:
+        return None
+    try:
+        _check("wifi_ssid", ssid, None)
+        _check("wifi_password", password, None)
+    except ValueError as e:
+        log("settings: seed NVS Wi-Fi credentials not used: %s" % e)
+        return None
+    return ssid, password
+
+
+def load(path=PATH, defaults=None, log=print, nvs=True):
+    """Settings dict: ``defaults`` (``config.DEFAULTS`` when None) updated with the valid
+    overrides in ``path``. Never raises; every problem is logged (without secrets).
+
+    ``nvs``: migrate the seed's Wi-Fi credentials from NVS when no SSID is configured.
+    """
+    if defaults is None:
+        try:
+            defaults = _defaults()
+        except Exception as e:  # a missing or broken config.py must not stop the boot
+            log("settings: config.py: cannot import DEFAULTS (%s)" % e.__class__.__name__)
+            defaults = {}
+    cfg = dict(defaults)
+    try:
+        raw, err = _read(path)
+        if raw is None and err is None and _exists(path + ".tmp"):
+            raw, err = _read(path + ".tmp")  # a cut during save() on FAT: temp is complete
+            if raw is not None:
+                try:
+                    os.rename(path + ".tmp", path)
+                    log("settings: %s recovered from %s.tmp" % (path, path))
+                except OSError as e:  # read-only filesystem: use it anyway
+                    log("settings: %s.tmp used, not renamed (%s)" % (path, e))
+        if err is not None:
+            log("settings: %s: %s; using the defaults" % (path, err))
+        raw = raw or {}
+        for key in raw:
+            try:
+                cfg[key] = _check(key, raw[key], defaults)
+            except ValueError as e:
+                log("settings: %s: %s; using the default" % (path, e))
+        for pairs, bad, why in ((_DIFFERENT, _same, "%s and %s must differ"),
+                                (_ORDERED, _greater, "%s must be <= %s")):
+            for a, b in pairs:
+                if a in cfg and b in cfg and bad(cfg[a], cfg[b]):
+                    log("settings: %s: %s; using the defaults" % (path, why % (a, b)))
+                    for k in (a, b):  # undo the overrides that caused the conflict
+                        if k in raw:
+                            if k in defaults:
+                                cfg[k] = defaults[k]
+                            else:
+                                cfg.pop(k)
+        if nvs and not cfg.get("wifi_ssid") and "wifi_ssid" not in raw:
+            creds = _read_nvs_wifi(log)
+            if creds is not None:
+                cfg["wifi_ssid"], cfg["wifi_password"] = creds
+            if creds is not None and err is None:  # a corrupt file is not overwritten
+                over = dict(raw)
+                over["wifi_ssid"], over["wifi_password"] = creds
+                try:
+                    save(over, path)
+                    log("settings: Wi-Fi %r migrated from the seed's NVS into %s" % (
+                        creds[0], path))
+                except OSError as e:
+                    log("settings: %s: cannot save the migrated Wi-Fi (%s)" % (path, e))
+    except Exception as e:  # never let a settings problem stop the boot
+        log("settings: %s: unexpected %s; using the defaults" % (path, e.__class__.__name__))
+        return dict(defaults)
+    return cfg
+
+
+def fill_ids(cfg, mac):
+    """Fill the MAC-derived names left "" in ``cfg`` (in place; returns ``cfg``):
+    ``ap_ssid`` "weather-" + the last 4 hex digits of ``mac`` (bytes), ``symbol``
+    "esp" + its first 4 hex digits (as the seed did)."""
+    import binascii
+
+    h = binascii.hexlify(mac).decode()
+    if not cfg.get("ap_ssid"):
+        cfg["ap_ssid"] = "weather-" + h[-4:]
+    if not cfg.get("symbol"):
+        cfg["symbol"] = "esp" + h[:4]
+    return cfg
+
+
+# -- WebREPL helpers --------------------------------------------------------------------
+
+
+def _overrides(path):
+    raw, err = _read(path)
+    if err is not None:
+        print("settings: %s: %s; starting a new one" % (path, err))
+    return raw or {}
+
+
+def set_config(key, value, path=None):
+    """Validate and save one override into config.json; ``value`` None removes the
+    override (the default applies again). Takes effect after ``machine.reset()``."""
+    path = path or PATH
+    if value is None:
+        if key not in RULES and key not in _defaults():
+            raise ValueError("unknown setting %r" % key)
+        shown = "(default)"
+    else:
+        value = validate(key, value)
+        shown = masked({key: value})[key] if key in SECRETS else repr(value)
+    over = _overrides(path)
+    if value is None:
+        over.pop(key, None)
+    else:
+        over[key] = value
+    save(over, path)
+    print("%s = %s saved in %s; machine.reset() to apply" % (key, shown, path))
+
+
+def show_config(path=None):
+    """Print every setting, one per line, secrets masked; "*" marks the keys set in
+    config.json."""
+    path = path or PATH
+    cfg = masked(load(path, nvs=False))
+    over = _read(path)[0] or {}
+    for k in sorted(cfg):
+        print("%s %-20s %r" % ("*" if k in over else " ", k, cfg[k]))
+    print("(* = set in %s)" % path)
+
+
+def write_wifi(ssid, password, path=None):
+    """Save the station's Wi-Fi credentials in config.json, then reboot (as the seed's
+    ``write_wifi``)."""
+    path = path or PATH
+    if not ssid:
+        raise ValueError("wifi_ssid: must not be empty")
+    validate("wifi_ssid", ssid)
+    validate("wifi_password", password)
+    over = _overrides(path)
+    over["wifi_ssid"] = ssid
+    over["wifi_password"] = password
+    save(over, path)
+    print("Wi-Fi %r saved in %s; rebooting" % (ssid, path))
+    import machine
+
+    machine.reset()

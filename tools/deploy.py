@@ -1,0 +1,236 @@
+"""Put the firmware on an ESP32 (host side, CPython): deploy, flash, repl.
+
+    python -m tools.deploy deploy --port /dev/ttyUSB0 [--config config.json] [--ca ca.der]
+    python -m tools.deploy flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-v1.24.1.bin
+    python -m tools.deploy repl --port /dev/ttyUSB0
+
+(``make deploy|flash|repl PORT=... [CONFIG=...] [CA=...] [FIRMWARE=...] [DRY_RUN=1]``.)
+``--dry-run`` prints the commands, one per line, and (deploy) every file copied with its
+place on the board, and runs nothing. Every check runs in a dry run too, so a dry run
+that succeeds is what a real one would do.
+
+deploy: ``make build`` (``mpy-cross -march=xtensawin`` of ``lib/*.py``), then with
+``mpremote``: make ``/lib`` and remove stale files that would shadow the new modules
+(``/<mod>.py`` left by the seed firmware, which comes first on ``sys.path``, and
+``/lib/<mod>.py``, which MicroPython prefers over ``/lib/<mod>.mpy``); copy
+``build/lib/*.mpy`` to ``/lib``; copy ``firmware/*.py`` (``boot.py``, ``main.py``,
+``config.py``) to ``/`` as source; copy ``config.json`` (checked here with
+``lib/settings.py`` first) and the CA certificate (named as the config's ``tb_ca_file``);
+then a hard reset (``mpremote reset``), because a soft reset from mpremote's raw REPL
+runs boot.py but not main.py. ``mpremote fs cp`` skips files that are already identical.
+Only the first mpremote connection soft-resets the board; the others ``resume``.
+"""
+
+import argparse
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ESP32_IMAGE_MAGIC = 0xE9  # first byte of an ESP32 app/bootloader image
+FLASH_OFFSET = "0x1000"  # where the ESP32 (not S2/S3/C3) image with its bootloader goes
+
+
+class DeployError(Exception):
+    """A clear message for the user; the tool exits with status 2."""
+
+
+def _rel(path, root):
+    """``path`` relative to ``root`` when inside it (shorter commands to read)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _default_bin():
+    return Path(sys.executable).parent
+
+
+def _need_port(port, target):
+    if not port:
+        raise DeployError(
+            "PORT is required: make %s PORT=/dev/ttyUSB0 (list the serial ports with "
+            "'.venv/bin/mpremote devs'; on Linux you may need to be in the 'dialout' group)"
+            % target)
+
+
+def _check_config(path, defaults):
+    """The overrides in ``path``, checked with lib/settings.py; DeployError if any is bad."""
+    import importlib.util
+
+    fakes = str(ROOT / "host_tests" / "fakes")  # lib/settings.py imports ``micropython``
+    if fakes not in sys.path:
+        sys.path.append(fakes)
+    spec = importlib.util.spec_from_file_location("board_settings", ROOT / "lib" / "settings.py")
+    assert spec is not None and spec.loader is not None
+    settings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(settings)
+    errors = []
+    cfg = settings.load(str(path), defaults=defaults, log=errors.append, nvs=False)
+    if errors:
+        raise DeployError("CONFIG %s has errors (the board would use the defaults for "
+                          "these):\n  %s" % (path, "\n  ".join(errors)))
+    return cfg
+
+
+def _defaults(root):
+    ns = {}
+    src = Path(root) / "firmware" / "config.py"
+    exec(compile(src.read_text(), str(src), "exec"), ns)  # a plain dict literal
+    return ns["DEFAULTS"]
+
+
+def deploy_plan(port, config=None, ca=None, root=ROOT, bin_dir=None, make="make"):
+    """(commands, files) of a deploy: each command an argv list; files as
+    (local path, board path) pairs. Raises DeployError on a bad argument."""
+    root = Path(root)
+    _need_port(port, "deploy")
+    mpremote = _rel(Path(bin_dir or _default_bin()) / "mpremote", root)
+    mods = sorted(p.stem for p in (root / "lib").glob("*.py"))
+    if not mods:
+        raise DeployError("no modules in %s/lib" % root)
+    fw = sorted((root / "firmware").glob("*.py"))
+    for name in ("boot.py", "main.py", "config.py"):
+        if not (root / "firmware" / name).is_file():
+            raise DeployError("firmware/%s is missing" % name)
+    files = [("build/lib/%s.mpy" % m, ":lib/%s.mpy" % m) for m in mods]
+    files += [("firmware/" + p.name, ":" + p.name) for p in fw]
+    defaults = _defaults(root)
+    ca_name = defaults.get("tb_ca_file", "ca.der")
+    extra = []
+    if config:
+        if not Path(config).is_file():
+            raise DeployError("CONFIG file not found: %s" % config)
+        cfg = _check_config(config, defaults)
+        ca_name = cfg.get("tb_ca_file", ca_name)
+        extra.append((str(config), ":config.json"))
+        if str(cfg.get("tb_host", "")).startswith("https://") and not cfg.get(
+                "tb_insecure") and not ca:
+            print("warning: no CA given: the board must already have /%s for %s" % (
+                ca_name, cfg["tb_host"]), file=sys.stderr)
+    if ca:
+        if not Path(ca).is_file():
+            raise DeployError("CA file not found: %s" % ca)
+        extra.append((str(ca), ":" + ca_name))
+    files += extra
+    # One line of Python (double quotes only, so the shell quoting stays readable) that
+    # makes /lib and removes the files that would shadow the new modules.
+    prep = ("import os;M=%r;r=os.listdir('/');"
+            "l=os.listdir('/lib') if 'lib' in r else os.mkdir('/lib') or [];"
+            "x=['/'+n for n in r if n[-3:]=='.py' and n[:-3] in M or n[-4:]=='.mpy' and "
+            "n[:-4] in M]+['/lib/'+n for n in l if n[-3:]=='.py' and n[:-3] in M];"
+            "[os.remove(p) for p in x];print('stale files removed:',x)"
+            % (tuple(mods),)).replace("'", '"')
+    # The first connection interrupts main.py and soft-resets (mpremote's default), which
+    # runs boot.py only; the next ones "resume" without another soft reset, so the boot
+    # counter moves once per deploy and boot.py is not re-run for every step.
+    conn = [mpremote, "connect", port]
+    again = conn + ["resume"]
+    cmds = [
+        [make, "build"],
+        conn + ["exec", prep],
+        again + ["fs", "cp"] + [src for src, _ in files if src.startswith("build/lib/")]
+        + [":lib/"],
+        again + ["fs", "cp"] + ["firmware/" + p.name for p in fw] + [":"],
+    ]
+    for src, dst in extra:
+        cmds.append(again + ["fs", "cp", src, dst])
+    cmds.append(again + ["reset"])
+    return cmds, files
+
+
+def flash_plan(port, firmware, bin_dir=None, root=ROOT):
+    _need_port(port, "flash")
+    if not firmware:
+        raise DeployError(
+            "FIRMWARE is required: make flash PORT=%s FIRMWARE=path/to/ESP32_GENERIC-*.bin "
+            "(download it from https://micropython.org/download/ESP32_GENERIC/)" % port)
+    path = Path(firmware)
+    if not path.is_file():
+        raise DeployError("FIRMWARE file not found: %s" % firmware)
+    with open(path, "rb") as f:
+        magic = f.read(1)
+    if magic != bytes([ESP32_IMAGE_MAGIC]):
+        raise DeployError("FIRMWARE %s is not an ESP32 image (first byte %s, expected 0xE9): "
+                          "use the .bin from micropython.org, not a .uf2/.hex/.elf or an "
+                          "HTML page" % (firmware, magic.hex() or "none"))
+    esptool = _rel(Path(bin_dir or _default_bin()) / "esptool", root)
+    base = [esptool, "--chip", "esp32", "--port", port]
+    return [base + ["erase-flash"], base + ["write-flash", "-z", FLASH_OFFSET, str(firmware)]]
+
+
+def repl_plan(port, bin_dir=None, root=ROOT):
+    _need_port(port, "repl")
+    return [[_rel(Path(bin_dir or _default_bin()) / "mpremote", root), "connect", port, "repl"]]
+
+
+def run(cmds, dry_run, root=ROOT, check=None):
+    """Print each command (``shlex`` quoted) and, unless ``dry_run``, run it in ``root``;
+    stop at the first failure. ``check(cmd)`` runs after each command (e.g. after build)."""
+    for cmd in cmds:
+        print(shlex.join(cmd), flush=True)
+        if dry_run:
+            continue
+        try:
+            rc = subprocess.call(cmd, cwd=str(root))
+        except OSError as e:
+            raise DeployError("cannot run %s: %s" % (cmd[0], e))
+        if rc != 0:
+            raise DeployError("command failed (exit status %d): %s" % (rc, shlex.join(cmd)))
+        if check is not None:
+            check(cmd)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m tools.deploy", description=__doc__.split(
+        "\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=("deploy", "flash", "repl"))
+    ap.add_argument("--port", default="", help="serial port of the board, e.g. /dev/ttyUSB0")
+    ap.add_argument("--config", default="", help="deploy: config.json to copy (checked)")
+    ap.add_argument("--ca", default="", help="deploy: server CA certificate (DER or PEM)")
+    ap.add_argument("--firmware", default="", help="flash: MicroPython ESP32 .bin image")
+    ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    ap.add_argument("--root", default=str(ROOT), help=argparse.SUPPRESS)  # tests
+    ap.add_argument("--bin", default="", help=argparse.SUPPRESS)  # tests: mpremote/esptool
+    ap.add_argument("--make", default="make", help=argparse.SUPPRESS)  # tests
+    a = ap.parse_args(argv)
+    root = Path(a.root)
+    bin_dir = a.bin or None
+    try:
+        if a.action == "deploy":
+            cmds, files = deploy_plan(a.port, a.config, a.ca, root, bin_dir, a.make)
+            print("# %s: %d commands, %d files%s" % (
+                a.action, len(cmds), len(files), " (dry run: nothing is run)" if a.dry_run
+                else ""), flush=True)
+
+            def built(cmd):
+                if cmd[-1] == "build":
+                    missing = [s for s, _ in files if s.startswith("build/")
+                               and not (root / s).is_file()]
+                    if missing:
+                        raise DeployError("make build did not produce: " + " ".join(missing))
+
+            run(cmds, a.dry_run, root, built)
+            print("# files (%d):" % len(files))
+            for src, dst in files:
+                print("%s -> %s" % (src, dst))
+        else:
+            if a.action == "flash":
+                cmds = flash_plan(a.port, a.firmware, bin_dir, root)
+            else:
+                cmds = repl_plan(a.port, bin_dir, root)
+            if a.dry_run:
+                print("# %s (dry run: nothing is run)" % a.action)
+            run(cmds, a.dry_run, root)
+    except DeployError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
