@@ -1,6 +1,7 @@
 """TSLog API and recovery on an ordinary directory (both interpreters)."""
 
 import os
+import struct
 
 import support
 import tslog
@@ -167,3 +168,239 @@ def test_corrupt_meta_is_rewritten():
         f.write("\x00\x00")
     log = _log(d)
     assert log.corrupt == 1
+
+
+# ---------------------------------------------------------------- raw partition
+def _flash(blocks=8, block_size=4096):
+    from flash import FlashBlockDevice
+    return FlashBlockDevice(block_size=block_size, block_count=blocks)
+
+
+def _drain(r):
+    out = []
+    while True:
+        rec = r.next()
+        if rec is None:
+            return out
+        out.append(rec[0])
+
+
+def test_raw_partition_store_read_resume():
+    dev = _flash()
+    log = tslog.TSLog(dev, format=FMT, commit_delta=4)
+    assert log.bucket_size == 4096 // 32 - 2  # 22-byte slots on 32-byte boundaries
+    for i in range(1, 301):
+        assert log.store(i, i * 0.5, -i) == i
+    log.commit()
+    r = log.reader(0)
+    assert [r.next()[0] for _ in range(100)] == list(range(1, 101))
+    r.commit()
+    log.close()
+    log = tslog.TSLog(dev.reboot(), format=FMT, commit_delta=4)
+    assert log.stats()[0] == 300 and log.buckets() == 3
+    r = log.reader(0)
+    assert r.seqn == 100
+    assert _drain(r) == list(range(101, 301))
+    assert log.store(301, 0, 0) == 301
+    assert log.corrupt == 0
+
+
+def test_raw_ring_wraps_and_drops_unread():
+    dev = _flash(blocks=6)  # 4 data blocks of 126 records
+    log = tslog.TSLog(dev, format=FMT)
+    for i in range(1, 1001):
+        log.store(i, 0, 0)
+    log.commit()
+    assert log.buckets() == 4 and log.dropped > 0
+    r = log.reader(0)
+    got = _drain(r)
+    assert got[-1] == 1000 and got == list(range(got[0], 1001))
+    assert got[0] == 1001 - len(got) and len(got) > 3 * 126
+    assert log.dropped == got[0] - 1
+    assert log.free() < 126
+    r.commit()
+    assert log.free() >= 3 * 126
+
+
+def test_raw_cursor_log_switches_blocks():
+    dev = _flash(blocks=7, block_size=512)
+    log = tslog.TSLog(dev, format=FMT, nreaders=2)
+    for i in range(1, 61):  # the data ring holds 5 x 14
+        log.store(i, 0, 0)
+    log.commit()
+    a, b = log.reader(0), log.reader(1)
+    b.next()
+    b.commit()
+    for _ in range(60):  # 28 entries per cursor block: the ring of 2 wraps
+        a.next()
+        a.commit()
+    a.commit()  # unchanged: not written again
+    log.close()
+    log = tslog.TSLog(dev.reboot(), format=FMT, nreaders=2)
+    assert log.reader(0).seqn == 60 and log.reader(1).seqn == 1
+    assert log.corrupt == 0
+
+
+def test_raw_bad_use_and_recreate():
+    dev = _flash()
+    log = tslog.TSLog(dev, format=FMT)
+    log.store(1, 0, 0)
+    log.close()
+    e = support.raises(ValueError, tslog.TSLog, dev, format="<If")
+    assert "format" in str(e)
+    log = tslog.TSLog(dev, format=FMT, recreate=True)
+    assert log.stats()[0] == 0 and log.buckets() == 0
+    assert log.store(1, 0, 0) == 1
+    log.commit()
+    assert _drain(log.reader(0)) == [1]
+    support.raises(ValueError, tslog.TSLog, _flash(blocks=3), format=FMT)
+
+
+def test_raw_torn_slot_starts_new_block():
+    dev = _flash()
+    log = tslog.TSLog(dev, format=FMT)
+    for i in range(1, 11):
+        log.store(i, 0, 0)
+    log.close()
+    # Slot of seqn 11 half-programmed by a power cut (block 2, after the header).
+    dev.program(2 * 4096 + 11 * 32, b"\x0b\x00\x00\x00\x0c\x00\x00")
+    log = tslog.TSLog(dev.reboot(), format=FMT)
+    assert log.stats()[0] == 10 and log.corrupt == 1
+    assert log.store(11, 0, 0) == 11
+    log.commit()
+    assert log.buckets() == 2
+    assert _drain(log.reader(0)) == list(range(1, 12))
+
+
+# ---------------------------------------------------------------- time index
+def _t_of(rec):
+    t = struct.unpack_from("<I", rec, 0)[0]
+    return None if t == 0 else t
+
+
+def _timed(where, **kw):
+    return tslog.TSLog(where, format=FMT, bucket_size=8, commit_delta=4, time_of=_t_of, **kw)
+
+
+def _count_reads(log):
+    st = log._st
+    calls = [0]
+    read = st.read
+
+    def counting(h, index, buf):
+        calls[0] += 1
+        return read(h, index, buf)
+    st.read = counting
+    return calls
+
+
+def _between_tail(where, reopen):
+    log = _timed(where)
+    for i in range(1, 201):  # t = 1000 + 10 * seqn; every 7th record has no time
+        log.store(0 if i % 7 == 0 else 1000 + 10 * i, i, 0)
+    log.commit()
+    log.store(5000, 0, 0)  # not committed: never returned
+    if reopen:
+        log.close()
+        log = reopen()
+        log.store(5000, 0, 0)
+        log.commit()
+        log.store(6000, 0, 0)
+    calls = _count_reads(log)
+    got = [s for s, rec in log.between(1500, 1600)]
+    assert got == [s for s in range(50, 60) if s % 7], got
+    assert all(struct.unpack("<Iff", rec)[1] == s for s, rec in log.between(1500, 1600))
+    assert calls[0] < 4 * 8 + 24, calls[0]  # a few buckets, never the whole log
+    assert list(log.between(0, 1001)) == [] and list(log.between(9000, 9999)) == []
+    last = log.committed_seqn
+    assert [s for s, _ in log.between(1000, 99999)] == [
+        s for s in range(1, 201) if s % 7] + ([201, 202] if reopen else [])  # close() commits
+    tail = list(log.tail(5))
+    assert [s for s, _ in tail] == list(range(last - 4, last + 1))
+    assert [s for s, _ in log.tail(1000)][0] == 1
+    assert log.buckets() == (log.last_seqn + 7) // 8
+    return log
+
+
+def test_between_and_tail_in_a_folder():
+    d = support.tmpdir("tslog")
+    _between_tail(d, None)
+    log = _between_tail(d + "r", lambda: _timed(d + "r"))
+    assert "i0000000001" in os.listdir(d + "r")  # closed buckets have an index file
+    log.close()
+
+
+def test_between_and_tail_on_a_raw_partition():
+    dev = _flash(blocks=40, block_size=512)  # 14 records per block
+    log = tslog.TSLog(dev, format=FMT, time_of=_t_of)
+    for i in range(1, 201):
+        log.store(0 if i % 7 == 0 else 1000 + 10 * i, i, 0)
+    log.commit()
+    log.close()
+    log = tslog.TSLog(dev.reboot(), format=FMT, time_of=_t_of)
+    calls = _count_reads(log)
+    assert [s for s, _ in log.between(1500, 1600)] == [s for s in range(50, 60) if s % 7]
+    assert calls[0] <= 3 * 14 + 16, calls[0]
+    assert [s for s, _ in log.tail(3)] == [198, 199, 200]
+
+
+def test_between_survives_a_bad_index_file_and_needs_time_of():
+    d = support.tmpdir("tslog")
+    log = _timed(d)
+    for i in range(1, 41):
+        log.store(1000 + i, 0, 0)
+    log.close()
+    with open(d + "/i0000000009", "wb") as f:
+        f.write(b"\x00" * 5)  # a cut while writing it
+    log = _timed(d)
+    assert [s for s, _ in log.between(1009, 1012)] == [9, 10, 11]
+    support.raises(ValueError, _log(d).between, 0, 1)
+
+
+def test_raw_on_an_esp32_partition():
+    import esp32
+    esp32.Partition.reset()
+    esp32.Partition.attach("vfs", _flash(blocks=16))
+    try:
+        part = esp32.Partition.find(esp32.Partition.TYPE_DATA, label="vfs")[0]
+        log = tslog.TSLog(part, format=FMT, time_of=_t_of)
+        for i in range(1, 301):
+            log.store(1000 + i, i, 0)
+        log.close()
+        log = tslog.TSLog(esp32.Partition.find(esp32.Partition.TYPE_DATA, label="vfs")[0],
+                          format=FMT, time_of=_t_of)
+        assert log.stats()[0] == 300
+        assert [s for s, _ in log.between(1100, 1103)] == [100, 101, 102]
+        assert _drain(log.reader(0)) == list(range(1001, 1301))
+    finally:
+        esp32.Partition.reset()
+
+
+def test_raw_torn_first_slot_of_a_block():
+    from flash import PowerCut
+    dev = _flash(blocks=8, block_size=512)  # 14 records per block
+    log = tslog.TSLog(dev, format=FMT)
+    for i in range(1, 15):
+        log.store(i, 0, 0)
+    dev.cut_after(3, torn=True)  # erase, header, then half of seqn 15's slot
+    support.raises(PowerCut, log.store, 15, 0, 0)
+    log = tslog.TSLog(dev.reboot(), format=FMT)
+    assert log.stats()[0] == 14
+    log.store(15, 0, 0)  # a second block that also starts at seqn 15
+    log.close()
+    log = tslog.TSLog(dev.reboot(), format=FMT)
+    assert log.stats()[0] == 15 and log.buckets() == 2
+    assert _drain(log.reader(0)) == list(range(1, 16))
+
+
+def test_tail_goes_on_when_a_bucket_is_deleted_meanwhile():
+    d = support.tmpdir("tslog")
+    log = _timed(d)
+    for i in range(1, 25):
+        log.store(1000 + i, 0, 0)
+    log.commit()
+    it = log.tail(24)
+    assert next(it)[0] == 1
+    os.remove(d + "/b0000000009")  # as if consumed and deleted by another thread
+    log._buckets.remove(9)
+    assert [s for s, _ in it] == list(range(2, 9)) + list(range(17, 25))

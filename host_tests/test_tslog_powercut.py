@@ -7,6 +7,7 @@ returned; the reader's committed cursor never moves back nor past the log's end.
 """
 
 import gc
+import struct
 
 import vfs
 
@@ -15,6 +16,10 @@ from flash import FlashBlockDevice, PowerCut
 
 MNT = "/flash_pc"
 FMT = "<IIf"
+
+
+def _t(rec):
+    return struct.unpack_from("<I", rec, 0)[0]  # the seqn: a growing timestamp
 
 
 def _values(seqn):
@@ -28,12 +33,12 @@ class Progress:
 
 
 def workload(p, total=160):
-    log = tslog.TSLog(MNT + "/log", format=FMT, bucket_size=8, commit_delta=4)
+    log = tslog.TSLog(MNT + "/log", format=FMT, bucket_size=8, commit_delta=4, time_of=_t)
     r = log.reader(0)
     for i in range(total):
         if i == total // 2:  # a clean reboot in the middle
             log.close()
-            log = tslog.TSLog(MNT + "/log", format=FMT, bucket_size=8, commit_delta=4)
+            log = tslog.TSLog(MNT + "/log", format=FMT, bucket_size=8, commit_delta=4, time_of=_t)
             r = log.reader(0)
         s = log.store(*_values(log.stats()[0] + 1))
         if s % 4 == 0:
@@ -50,7 +55,7 @@ def workload(p, total=160):
 
 
 def check(p):
-    log = tslog.TSLog(MNT + "/log", format=FMT, bucket_size=8, commit_delta=4)
+    log = tslog.TSLog(MNT + "/log", format=FMT, bucket_size=8, commit_delta=4, time_of=_t)
     last = log.stats()[0]
     assert last >= p.committed, (last, p.committed)
     r = log.reader(0)
@@ -63,6 +68,12 @@ def check(p):
         assert r.seqn == expect and rec == _values(expect), (r.seqn, expect, rec)
         expect += 1
     assert expect - 1 == last, (expect, last)
+    # The time index agrees: every record left, in order, and a one-record window.
+    first = log._buckets[0] if log._buckets else 1
+    got = [s for s, rec in log.between(0, 1 << 32)]
+    assert got == list(range(first, last + 1)), (got, first, last)
+    if last >= first:
+        assert [s for s, _ in log.between(last, last + 1)] == [last]
     # The log keeps working after recovery.
     s = log.store(*_values(last + 1))
     log.commit()

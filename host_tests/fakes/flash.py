@@ -18,6 +18,11 @@ class PowerCut(BaseException):
     """Power was lost during a flash write (a BaseException: nothing may swallow it)."""
 
 
+# Raised by a dead chip: preallocated, because finalizers of file handles abandoned at
+# a cut may write while MicroPython's heap is locked (no new exception can be made).
+_DEAD = PowerCut()
+
+
 class FlashBlockDevice:
     def __init__(self, block_size=4096, block_count=512, nor=True):
         self.block_size = block_size
@@ -61,9 +66,15 @@ class FlashBlockDevice:
         self._cut_at = None
         return new
 
+    def _dead(self):
+        try:
+            return PowerCut()
+        except MemoryError:
+            return _DEAD
+
     def _tick(self):
         if not self.powered:
-            raise PowerCut()
+            raise self._dead()
         self.writes += 1
         if self._cut_at is not None and self.writes >= self._cut_at:
             self.powered = False
@@ -89,24 +100,38 @@ class FlashBlockDevice:
             if not self._torn:
                 raise PowerCut()
             n //= 2
+        try:  # fast path: whole-buffer bit operations on big ints
+            old = int.from_bytes(bytes(self.data[addr:addr + n]), "little")
+            new = int.from_bytes(bytes(buf[:n]), "little")
+            if self.nor and new & (old ^ ((1 << (8 * n)) - 1)):
+                self._program_bytes(addr, buf, n)  # finds and reports the bad byte
+            self.data[addr:addr + n] = (old & new).to_bytes(n, "little")
+        except MemoryError:  # heap locked (a finalizer): no allocation
+            self._program_bytes(addr, buf, n)
+        self.bytes_programmed += n
+        if cut:
+            raise PowerCut()
+
+    def _program_bytes(self, addr, buf, n):
         for i in range(n):
             old = self.data[addr + i]
             new = buf[i]
             if self.nor and (new & ~old) & 0xFF:
                 raise OSError(5, "NOR program over unerased bits at 0x%x" % (addr + i))
             self.data[addr + i] = old & new
-        self.bytes_programmed += n
-        if cut:
-            raise PowerCut()
 
     # -- MicroPython block protocol
     def readblocks(self, block_num, buf, offset=0):
         if not self.powered:
-            raise PowerCut()
+            raise self._dead()
         start = block_num * self.block_size + offset
         data = self.data
-        for i in range(len(buf)):  # no allocation: may run while the heap is locked
-            buf[i] = data[start + i]
+        n = len(buf)
+        try:
+            buf[:n] = data[start:start + n]
+        except MemoryError:  # heap locked (a finalizer): no allocation
+            for i in range(n):
+                buf[i] = data[start + i]
 
     def writeblocks(self, block_num, buf, offset=None):
         if offset is None:
