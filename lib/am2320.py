@@ -80,7 +80,8 @@ class AM2320:
         self._retry_delay_ms = retry_delay_ms
         self._max_age_ms = max_age_ms
         self._buf = bytearray(8)
-        self._last_read = None  # ticks_ms of the last read, which started a conversion
+        self._last_read = None  # ticks_ms of the last transaction's start
+        self._last_us = 0  # the same in ticks_us, for a spacing exact to the microsecond
         self._rh = None  # 0.1 %RH, last validated
         self._t = None  # 0.1 degC, last validated
         self.errors = 0  # failed attempts, retried or not
@@ -131,15 +132,21 @@ class AM2320:
 
     def _wait_interval(self):
         last = self._last_read
-        if last is not None:
-            left = _MIN_INTERVAL_MS - time.ticks_diff(time.ticks_ms(), last)
+        # ticks_us wraps every ~18 min: only trusted when the ms clock says the gap is short.
+        if last is not None and time.ticks_diff(time.ticks_ms(), last) <= _MIN_INTERVAL_MS:
+            left = _MIN_INTERVAL_MS * 1000 - time.ticks_diff(time.ticks_us(), self._last_us)
             if left > 0:
-                time.sleep_ms(left)
+                time.sleep_us(left)
 
     def _read_frame(self):
         """One wake/command/read transaction into ``self._buf``, checked."""
         i2c, addr, buf = self._i2c, self._addr, self._buf
         self._wait_interval()
+        # Spacing is kept from the start of one transaction to the next: the read itself
+        # comes a fixed ~2.6 ms later each time, so reads stay >= 2 s apart, and a caller
+        # on a 2 s schedule is not pushed 2.6 ms later every time (which drifts into a
+        # missed slot about every 25 minutes).
+        start, start_us = time.ticks_ms(), time.ticks_us()
         try:
             i2c.writeto(addr, _WAKE)
         except OSError:
@@ -156,7 +163,7 @@ class AM2320:
         except OSError as e:
             raise AM2320Error("AM2320 at 0x%02x: reply read not ACKed (I2C error %s)" % (
                 addr, e.args[0] if e.args else "?"))
-        self._last_read = time.ticks_ms()
+        self._last_read, self._last_us = start, start_us
         if buf[0] != _FUNC_READ or buf[1] != _NREGS:
             raise AM2320Error("AM2320: bad reply header %02x %02x, expected 03 04" % (
                 buf[0], buf[1]))
