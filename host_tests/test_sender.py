@@ -297,3 +297,78 @@ def test_out_of_memory_while_sending_keeps_records():
     assert rd.committed == 0
     drain(s)
     assert sorted(srv.stored) == [1, 2, 3, 4, 5] and rd.committed == 5
+
+
+def test_two_adjacent_poisoned_records_are_isolated():
+    srv, rd, s, dead = make(16, batch_max=8)
+    srv.refuse = {6, 7}
+    drain(s)
+    assert [d[0] for d in dead.items] == [6, 7] and "400" in dead.items[0][2]
+    assert sorted(srv.stored) == [i for i in range(1, 17) if i not in (6, 7)]
+    assert rd.committed == 16
+
+
+def test_three_lone_refusals_in_a_row_blame_the_server():
+    srv, rd, s, dead = make(30, batch_max=4)
+    srv.script = [403] * 5  # 4 -> 2 -> 1 refused, then the next two records alone
+    for _ in range(10):
+        s.step()
+        if s.state == "backoff":
+            break
+    assert s.state == "backoff" and "refuses every record" in s.last_error
+    assert srv.script == [] and dead.items == [] and rd.committed == 0
+
+
+class _RawReader(ListReader):
+    """Returns queue entries as stored: bytes as they are, tuples packed."""
+
+    def next_record(self):
+        rec = self.next()
+        if rec is None or isinstance(rec, bytes):
+            return rec
+        return record.encode(rec[0], rec[1:8], rec[8], rec[9])
+
+
+def test_undecodable_queue_entries_are_dead_lettered_not_blocking():
+    srv = FakeWebAdmin()
+    bad = b"\x00" * 38 + b"\xe1"  # layout v8: unknown to this firmware
+    rd = _RawReader([sample(1), bad, sample(3), b"\x01\x02", sample(5)])
+    dead = MemDead()
+    s = sender.Sender(rd, srv, oauth.OAuth(srv, "admin", "pa&ss word", log=lambda m: None),
+                      "weather-data", "esp2462", dead_letter=dead, batch_max=5,
+                      backoff_min_ms=0, log=lambda m: None)
+    drain(s)
+    assert [d[0] for d in dead.items] == [2, 4] and "layout" in dead.items[0][2]
+    assert dead.items[0][1] == "00" * 38 + "e1"  # kept as hex: recoverable
+    assert sorted(srv.stored) == [1, 3, 5] and rd.committed == 5
+
+
+def test_only_undecodable_entries_left_are_committed():
+    srv = FakeWebAdmin()
+    rd = _RawReader([sample(1), sample(2)])
+    dead = MemDead()
+    s = sender.Sender(rd, srv, oauth.OAuth(srv, "admin", "pa&ss word", log=lambda m: None),
+                      "weather-data", "esp2462", dead_letter=dead, batch_max=5,
+                      backoff_min_ms=0, log=lambda m: None)
+    drain(s)
+    rd.add(b"\x00" * 38 + b"\xe1")
+    drain(s)  # nothing to send, but the dead-lettered entry must not be read again
+    assert rd.committed == 3 and [d[0] for d in dead.items] == [3]
+
+
+def test_out_of_memory_while_logging_in_backs_off():
+    srv, rd, s, _ = make(5)
+    real = srv.request
+    calls = []
+
+    def tight(method, path, headers=None, body=None, length=None):
+        if "/oauth/token" in path and not calls:
+            calls.append(1)
+            raise MemoryError()
+        return real(method, path, headers, body, length)
+
+    srv.request = tight
+    s.step()
+    assert s.state == "backoff" and "memory" in s.last_error and rd.committed == 0
+    drain(s)
+    assert sorted(srv.stored) == [1, 2, 3, 4, 5] and rd.committed == 5

@@ -1,13 +1,22 @@
-"""A "board" for the uplink end-to-end tests: run under the MicroPython unix port.
+"""A "board" for the uplink end-to-end tests and bench: runs under the MicroPython unix port.
 
-Usage: micropython uplink_device.py CONFIG.json
-Stores ``count`` samples in a TSLog (lib/tslog.py) in ``dir``, then drains them
-with the real https/oauth/sender modules against ``url``, and prints one line
-``@@DEVICE {json figures}``.  ``poison``: seqs stored with a NaN temperature
-(the server rejects them).  ``dns_failures``: the first N look-ups fail.
+Usage: micropython uplink_device.py CONFIG.json  (or ``-c "import sys; sys.argv[1:] =
+[CONFIG]; import uplink_device"`` when loaded as .mpy).  Stores ``count`` samples in a
+TSLog (lib/tslog.py) in ``dir``, then drains them with the real https/oauth/sender
+modules against ``url``, and prints one line ``@@DEVICE {json figures}``.
+
+Config: ``poison``: sample numbers stored with a NaN temperature (the server rejects
+them inside a 200); ``bad_layout``: sample numbers stored as bytes no firmware layout
+decodes (a poisoned queue entry); ``refuse``: sample numbers stored with altitude -99
+(the poison test's server answers 400 to any batch holding one); ``dns_failures``: the
+first N look-ups fail; ``store_during``: keep storing this many more samples while
+sending, one per step (sampling goes on during a backlog drain); ``deadline_s``: give
+up (figures still printed) after this long; ``measure_heap``: record the largest live
+heap after each step; ``oom_max``: give up after this many MemoryErrors while sending
+(default 20).
 Sample i (from 1) gets TSLog seqn ``first_seq + i - 1``.
-``store_during``: keep storing this many more samples while sending, one per step.
-``deadline_s``: give up (figures still printed) after this long.
+
+Kept small on purpose: under ``-X heapsize=64k`` this script's own bytecode counts too.
 """
 
 import gc
@@ -23,107 +32,52 @@ import record  # noqa: E402
 import sender  # noqa: E402
 
 gc.collect()
-CODE_HEAP = gc.mem_alloc() - _M0  # bytecode of the uplink modules (0 when frozen on a board)
+_M1 = gc.mem_alloc()
+print("@@CODE", _M1 - _M0)
+import tslog  # noqa: E402
 
-try:
-    import tslog
-except ImportError:  # until lib/tslog.py exists: a file-backed stand-in (same API subset)
-    tslog = None
-
-
-class _FileLog:
-    """Minimal TSLog stand-in: one file of fixed-size records plus a cursor file."""
-
-    def __init__(self, folder, record_size):
-        self.path = folder + "/log.bin"
-        self.cur = folder + "/cursor"
-        self.size = record_size
-        self.n = 0
-        try:
-            with open(self.path, "rb") as f:
-                self.n = len(f.read()) // record_size
-        except OSError:
-            pass
-
-    def store_record(self, buf):
-        with open(self.path, "ab") as f:
-            f.write(buf)
-        self.n += 1
-        return self.n
-
-    def commit(self):
-        pass
-
-    def reader(self, _n):
-        return _FileReader(self)
+gc.collect()
+# bytecode etc. of the uplink modules and of TSLog (0 when frozen into a board's firmware)
+CODE = (_M1 - _M0, gc.mem_alloc() - _M1)
+print("@@CODE", CODE[0], CODE[1])
+_M0 = _M1 = None
 
 
-class _FileReader:
-    def __init__(self, log):
-        self.log = log
-        self.f = None
-        self.pos = 0
-        try:
-            with open(log.cur) as f:
-                self.pos = int(f.read())
-        except (OSError, ValueError):
-            pass
-        self.seqn = None
-
-    def next(self):
-        r = self.next_record()
-        return None if r is None else record.decode(r)
-
-    def next_record(self):
-        if self.pos >= self.log.n:
-            return None
-        if self.f is None:
-            self.f = open(self.log.path, "rb")
-        self.f.seek(self.pos * self.log.size)
-        rec = self.f.read(self.log.size)
-        self.pos += 1
-        self.seqn = self.pos
-        return rec
-
-    def commit(self):
-        with open(self.log.cur, "w") as f:
-            f.write(str(self.pos))
-
-
-def open_log(folder):
-    if tslog is None:
-        return _FileLog(folder, record.SIZE)
-    return tslog.TSLog(folder, format=record.FORMAT, record_size=record.SIZE,
-                       bucket_size=8192, commit_delta=16, nreaders=1)
-
-
-def store(log, i, poison):
-    t = record.utc_ms()
-    temp = float("nan") if i in poison else 20.0 + (i % 50) / 10
-    buf = record.encode(t, (temp, 55.5, 21.0, 101325.0 + i, 12.5, 1000, 2000), 1,
-                        record.FLAG_UTC)
-    if hasattr(log, "store_record"):
-        q = log.store_record(buf)
-    else:
-        q = log.store(*record.decode(buf))
-    if q is None:  # an API returning nothing: the last seqn from stats()
-        q = log.stats()[0]
-    return q
+def store(log, i, cfg):
+    if i in cfg["bad_layout"]:
+        return log.store_record(b"\x00" * 38 + b"\xe1")  # layout v8: unknown to this firmware
+    temp = float("nan") if i in cfg["poison"] else 20.0 + (i % 50) / 10
+    alt = -99.0 if i in cfg["refuse"] else 12.5  # the test's server refuses such a batch
+    return log.store_record(record.encode(
+        record.utc_ms(), (temp, 55.5, 21.0, 101325.0 + i, alt, 1000, 2000), 1,
+        record.FLAG_UTC))
 
 
 def main():
+    phases = []
+
+    def mark(name):  # live heap after each phase, also printed at once (a run may fail)
+        gc.collect()
+        phases.append((name, gc.mem_alloc()))
+        print("@@PHASE", name, phases[-1][1])
+
     with open(sys.argv[1]) as f:
         cfg = json.load(f)
+    cfg["poison"] = set(cfg.get("poison", ()))
+    cfg["bad_layout"] = set(cfg.get("bad_layout", ()))
+    cfg["refuse"] = set(cfg.get("refuse", ()))
+    mark("start")
     folder = cfg["dir"]
-    log = open_log(folder)
-    poison = set(cfg.get("poison", ()))
-    first = cfg.get("first", 1)
+    log = tslog.TSLog(folder, record_size=getattr(record, "QUEUE_RECORD_SIZE", record.SIZE),
+                      bucket_size=cfg.get("bucket_size", 1024), commit_delta=16, nreaders=1)
+    mark("log_open")
+    n = cfg.get("count", 0)
     first_seq = None
-    for i in range(first, first + cfg.get("count", 0)):
-        q = store(log, i, poison)
-        if first_seq is None:
-            first_seq = q
+    for i in range(1, n + 1):
+        q = store(log, i, cfg)
+        first_seq = first_seq or q
     log.commit()
+    mark("stored")
     dns_fail = [cfg.get("dns_failures", 0)]
 
     def resolve(host, port):
@@ -147,25 +101,26 @@ def main():
                           resolve=resolve, log=say)
     auth = oauth.OAuth(client, cfg.get("user"), cfg.get("password"),
                        refresh_token=cfg.get("refresh_token"), log=say)
-    dead = sender.DeadLetterLog(folder + "/dead.log")
+    mark("client")
     snd = sender.Sender(log.reader(0), client, auth, cfg.get("stream", "weather-data"),
                         cfg.get("symbol", "esp2462"), batch_max=cfg.get("batch_max", 20),
-                        dead_letter=dead, backoff_min_ms=cfg.get("backoff_min_ms", 50),
+                        dead_letter=sender.DeadLetterLog(folder + "/dead.log"),
+                        backoff_min_ms=cfg.get("backoff_min_ms", 50),
                         backoff_max_ms=cfg.get("backoff_max_ms", 400), log=say)
+    mark("sender")
     measure = cfg.get("measure_heap", False)
     peak = 0
-    gc.collect()
-    base = gc.mem_alloc()
     more = cfg.get("store_during", 0)
-    nxt = first + cfg.get("count", 0)
+    nxt = n + 1
+    pace = cfg.get("pace_ms", 0)
     t0 = time.ticks_ms()
     deadline = int(cfg.get("deadline_s", 60) * 1000)
-    idle = 0
+    idle = oom = seen = 0
+    oom_max = cfg.get("oom_max", 20)
     while time.ticks_diff(time.ticks_ms(), t0) < deadline:
         if more:
-            q = store(log, nxt, poison)
-            if first_seq is None:
-                first_seq = q
+            q = store(log, nxt, cfg)
+            first_seq = first_seq or q
             log.commit()
             nxt += 1
             more -= 1
@@ -180,18 +135,26 @@ def main():
                 break
         else:
             idle = 0
-        time.sleep_ms(cfg.get("pace_ms", 0) if snd.state != "backoff" else 20)
+        if snd.retries != seen and (snd.last_error or "").startswith("out of memory"):
+            seen = snd.retries  # the heap is too small (or too fragmented) for one batch
+            oom += 1
+            if oom >= oom_max:
+                break
+        time.sleep_ms(pace if snd.state != "backoff" else 20)
     figs = snd.stats()
     figs["send_s"] = time.ticks_diff(time.ticks_ms(), t0) / 1000
-    figs["heap_base"] = base
     figs["heap_peak_live"] = peak
-    figs["code_heap"] = CODE_HEAP
+    figs["out_of_memory"] = oom
+    figs["code_heap"] = CODE
+    figs["phases"] = phases
+    figs["heap_total"] = gc.mem_alloc() + gc.mem_free()
     figs["first_seq"] = first_seq  # TSLog's seqn of sample 1 (the tests shift by it)
-    figs["tslog"] = tslog is not None
     figs["oauth_failed"] = auth.failed.reason if auth.failed else None
     figs["connects"] = client.connects
     figs["grants"] = auth.grants
     figs["secret_in_logs"] = leaks[0] > 0
+    snd = auth = client = log = None  # the JSON text below needs one contiguous block
+    gc.collect()
     print("@@DEVICE " + json.dumps(figs))
 
 

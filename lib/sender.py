@@ -21,9 +21,10 @@ Outcomes of one POST:
 * 401: the token is renewed and the POST retried once.
 * 400 / 403 / 413: the batch is halved until the refused record is alone.  It
   is set aside and the following records are sent: if the server accepts them,
-  the set-aside record was the cause and goes to the dead-letter log; if the
-  next lone record is refused too, the server refuses everything (read-only,
-  unknown stream, no write permission): all stay queued and the sender backs off.
+  the set-aside records were the cause and go to the dead-letter log; if
+  ``_SUSPECTS_MAX`` (3) lone records in a row are refused, the server refuses
+  everything (read-only, unknown stream, no write permission): all stay queued
+  and the sender backs off.
 * 5xx, timeouts, resets, DNS/TLS errors: capped exponential backoff with
   jitter; the records stay queued.
 * ``oauth.AuthError`` (credentials refused for good): state "auth_failed",
@@ -33,6 +34,7 @@ Call ``step()`` (at most one HTTP exchange) or ``send_pending(budget_ms)``
 from the main loop or a thread.  Figures: ``stats()``.
 """
 
+import binascii
 import json
 import time
 
@@ -54,6 +56,9 @@ except ImportError:  # pragma: no cover
         return b[0] << 8 | b[1]
 
 _FLUSH = const(256)  # bytes of JSON gathered before one socket write
+# Lone records refused in a row before the sender blames the server rather than the
+# records: up to 2 adjacent poisoned records are isolated and dead-lettered.
+_SUSPECTS_MAX = const(3)
 _ERR_TEXT_MAX = const(200)
 _NAN_NAMES = ("nan", "inf", "-inf")
 
@@ -147,7 +152,7 @@ class Sender:
         self._held = None  # (seq, rec) read but waiting for its boot's epoch
         self._limit = 0  # records from the batch front to send in the next POST
         self._fails = 0  # consecutive transient failures
-        self._suspect = None  # ((seq, rec), error text): refused alone, cause not yet proven
+        self._suspects = []  # [((seq, rec), error text)]: refused alone, cause not yet proven
         self._next_ms = time.ticks_ms()
         # figures
         self.sent = 0
@@ -178,8 +183,10 @@ class Sender:
             rec = record.decode(rec)
         ts = record.timestamp_of(rec, self._epochs)
         parts = [self._prefix, record.iso_utc(ts), '","seq":%d' % seq]  # type: ignore
-        for i in range(1, 8):
-            parts.append(',"%s":%s' % (record.FIELDS[i], _num(rec[i], i <= record.FLOAT_FIELDS)))
+        lay = record.layout_of(rec)  # each record is sent with its own layout's fields
+        names, floats = lay.fields, lay.floats
+        for i in range(1, len(names) - 2):
+            parts.append(',"%s":%s' % (names[i], _num(rec[i], floats[i])))
         parts.append("}")
         return "".join(parts)
 
@@ -229,21 +236,30 @@ class Sender:
 
     def _fill(self):
         """Read records until the batch is full; returns False if waiting for the clock."""
+        skipped = False
         while len(self._batch) < self._batch_max:
             item = self._next()
             if item is None:
                 break
             seq, rec = item
             if not isinstance(rec, tuple):
-                rec = record.decode(rec)
+                try:
+                    rec = record.decode(rec)
+                except ValueError as e:  # unknown layout or length: never block the queue
+                    self._dead_letter(seq, binascii.hexlify(rec).decode(), str(e))
+                    skipped = True
+                    continue
             if record.timestamp_of(rec, self._epochs) is None:
                 if self._boot is None or rec[record.I_BOOT] == self._boot:
                     self._held = item  # this boot will learn the time: wait, keep order
                     break
                 self._dead_letter(seq, "", "no wall-clock time for boot %d" % rec[record.I_BOOT])
+                skipped = True
                 continue
             self._batch.append(item)
         self._limit = len(self._batch)
+        if skipped and not self._batch and self._held is None and not self._suspects:
+            self._reader.commit()  # only dead-lettered records were read: they are done
         return bool(self._batch) or self._held is None
 
     def _dead_letter(self, seq, msg, err):
@@ -257,13 +273,13 @@ class Sender:
         del self._batch[:n]
         if self._batch:
             self._limit = len(self._batch)
-        elif self._held is None and self._suspect is None:
+        elif self._held is None and not self._suspects:
             self._reader.commit()  # (a held or set-aside record was read but is not done)
 
     # -- sending ----------------------------------------------------------
     def pending(self):
         """True if records are held in RAM waiting to go."""
-        return bool(self._batch) or self._held is not None or self._suspect is not None
+        return bool(self._batch) or self._held is not None or bool(self._suspects)
 
     def step(self):
         """At most one POST.  Returns the number of records accounted for
@@ -281,14 +297,19 @@ class Sender:
                 except https.HTTPError as e:
                     self._fail("%s: %s" % (e.category, e))
                     return 0
+                except MemoryError:  # a token reply larger than the heap left: retry later
+                    self._client.close()
+                    self._fail("out of memory while logging in")
+                    return 0
             if not self._fill():
                 self.state = "waiting_clock"
                 return 0
-            if not self._batch and self._suspect is not None:
-                self._batch.append(self._suspect[0])  # nothing to compare it with yet:
-                self._suspect = None  # send it alone again after a pause
+            if not self._batch and self._suspects:
+                for item, _ in self._suspects:  # nothing to compare them with yet:
+                    self._batch.append(item)  # send them alone again after a pause
+                self._suspects = []
                 self._limit = 1
-                self._fail("only a refused record is queued")
+                self._fail("only refused records are queued")
                 return 0
             if not self._batch:
                 self.state = "idle"
@@ -357,11 +378,10 @@ class Sender:
         st = resp.status  # type: ignore
         if st == 200:
             done = 0
-            if self._suspect is not None:  # the server takes other records: it was this one
-                (seq, rec), text = self._suspect
-                self._suspect = None
-                self._dead_letter(seq, self.message(seq, rec), text)
-                done = 1
+            for (seq, rec), text in self._suspects:  # the server takes other records:
+                self._dead_letter(seq, self.message(seq, rec), text)  # they were the cause
+                done += 1
+            self._suspects = []
             return done + self._handle_200(n, resp)
         if st in (400, 403, 413):
             return self._refused(n, resp)
@@ -434,13 +454,14 @@ class Sender:
             self.retries += 1
             return 0
         item = self._batch.pop(0)
-        if self._suspect is not None:  # two lone records refused: the server refuses all
-            self._batch.insert(0, item)
-            self._batch.insert(0, self._suspect[0])
-            self._suspect = None
+        if len(self._suspects) + 1 >= _SUSPECTS_MAX:  # that many lone records in a row
+            self._batch.insert(0, item)  # refused: the server refuses all (read-only,
+            for it, _ in reversed(self._suspects):  # unknown stream): keep them queued
+                self._batch.insert(0, it)
+            self._suspects = []
             self._limit = len(self._batch)
             raise https.StatusError(resp.status, "server refuses every record (%s)" % text[:60])
-        self._suspect = (item, text)  # try the next records to tell record from server
-        self._limit = len(self._batch)
+        self._suspects.append((item, text))  # the next record alone tells record from server
+        self._limit = 1
         self.retries += 1
         return 0
