@@ -1,0 +1,513 @@
+"""Field console: look at the logged data on the board from the REPL (USB serial or WebREPL).
+
+    >>> import console
+    >>> console.help()
+    >>> console.status()
+    >>> console.tail(5)
+    >>> console.between("2026-11-24T12:00:00Z", "2026-11-24T13:00:00Z")
+    >>> console.dump()                      # every record as CSV (tools/pull saves it)
+    >>> console.erase(confirm="ERASE")
+
+Every command prints human-readable lines and returns data for scripts (``status`` a
+dict, ``tail`` a list of ``(seqn, record)``, the others a count).  Long outputs are
+streamed one record at a time (``writer`` is called once per line), never collected in
+RAM, so a week of records is listed within a 64 KB heap.
+
+Live state comes from the firmware, which calls ``attach(log=..., lock=..., sender=...,
+wifi=..., clock=..., sampler=..., guard=..., version=...)`` at boot (every part is
+optional).  Without an attached log (a soft-reset board, or ``tools/pull --image``) the
+console opens the TSLog folder itself (``tslog_dir`` of ``config.json``, default
+``data/q``) with the parameters written in its ``meta`` file, read-only in effect: it
+never commits a reader cursor.  ``lock`` (the lock the sampler and uploader hold around
+TSLog calls) is taken around each single log access, never across a printed line.
+
+Times: ``between`` and ``dump(since=, until=)`` take UTC strings
+``"YYYY-MM-DDTHH:MM:SSZ"`` (also ``"YYYY-MM-DD"``, ``"YYYY-MM-DDTHH:MM"``, fractions of a
+second) or Unix epoch seconds (since 1970, also on the ESP32, whose ``time.time()`` counts
+from 2000: use ``record.utc_ms() // 1000`` for "now").  The interval is half open
+``[t0, t1)``.  Only records stamped with the wall clock have a time to select on:
+records taken before NTP set the clock show in ``tail`` and ``dump`` but not in
+``between``.  With the TSLog time index (``TSLog.between``) an interval reads only the
+buckets that overlap it; otherwise the console scans the log.
+"""
+
+import gc
+import os
+import time
+
+import record
+import tslog
+
+_parts = {}  # what the firmware attached: see attach()
+_NO_END = 1 << 62  # "no upper bound" in UTC ms
+_DEFAULT_DIR = "data/q"
+COMMANDS = (
+    ("status()", "firmware, uptime, boot, clock, Wi-Fi, sensors, log, flash, heap, uploader"),
+    ("tail(n=10)", "the last n records, decoded, with UTC timestamps"),
+    ("between(t0, t1)", "records with t0 <= time < t1 (UTC 'YYYY-MM-DDTHH:MM:SSZ' or epoch s)"),
+    ("dump(writer=print)", "every record as CSV with a header line (since=, until= optional)"),
+    ("erase(confirm='ERASE')", "empty the log (sequence numbers continue); asks for the word"),
+    ("help()", "this list"),
+)
+
+
+# ---------------------------------------------------------------- registry
+def attach(**parts):
+    """Register the firmware's live objects: ``log`` (TSLog), ``lock``, ``sender``,
+    ``wifi``, ``clock``, ``sampler``, ``guard`` (bootguard), ``version`` (str),
+    ``dead_path`` (dead-letter file), ``config`` (settings dict).  Call again to add."""
+    _parts.update(parts)
+
+
+def detach():
+    """Forget every attached part (tests; an opened log is closed)."""
+    own = _parts.get("_own_log")
+    if own is not None:
+        own.close()
+    _parts.clear()
+
+
+def _tslog_dir():
+    """``tslog_dir`` of the attached config, else of ``config.json``, else the default."""
+    cfg = _parts.get("config")
+    if cfg is None:
+        try:
+            import json
+
+            with open("config.json") as f:
+                cfg = json.load(f)
+        except (OSError, ValueError):
+            cfg = {}
+    folder = cfg.get("tslog_dir") if isinstance(cfg, dict) else None
+    return folder if isinstance(folder, str) and folder else _DEFAULT_DIR
+
+
+def open_log(folder=None):
+    """Open an existing TSLog folder with the parameters of its ``meta`` file (no
+    format/record size guess); None if there is no log there."""
+    if folder is None:
+        folder = _tslog_dir()
+    try:
+        with open(folder + "/meta") as f:
+            meta = f.read().strip().split(" ", 4)
+        kw = {"format": (meta[4:] or [""])[0], "record_size": int(meta[1]),
+              "bucket_size": int(meta[2]), "nreaders": int(meta[3])}
+    except (OSError, ValueError, IndexError):  # no log there, or a meta file it cannot use
+        return None
+    try:
+        return tslog.TSLog(folder, time_of=record.time_of, **kw)
+    except TypeError:  # a TSLog without the time index
+        return tslog.TSLog(folder, **kw)
+
+
+def _log():
+    log = _parts.get("log")
+    if log is None:
+        log = _parts.get("_own_log")
+        if log is None:
+            log = open_log()
+            _parts["_own_log"] = log
+    return log
+
+
+class _NoLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _lock():
+    return _parts.get("lock") or _NoLock()
+
+
+# ---------------------------------------------------------------- time
+def _days_from_civil(y, m, d):
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant)."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def utc_ms_of(t):
+    """UTC ms since 1970 of ``t``: epoch seconds (int/float) or an ISO-8601 UTC string;
+    None stays None.  ValueError names what is wrong."""
+    if t is None:
+        return None
+    if isinstance(t, (int, float)):
+        return int(t * 1000)
+    s = t.strip()
+    if s[-1:] in "Zz":
+        s = s[:-1]
+    date, _, clock = s.replace(" ", "T").partition("T")
+    try:
+        y, mo, d = [int(x) for x in date.split("-")]
+        hh = mm = 0
+        sec = 0.0
+        if clock:
+            hms = clock.split(":")
+            hh = int(hms[0])
+            mm = int(hms[1]) if len(hms) > 1 else 0
+            sec = float(hms[2]) if len(hms) > 2 else 0.0
+            if len(hms) > 3:
+                raise ValueError
+    except (ValueError, IndexError):
+        raise ValueError("time %r: use 'YYYY-MM-DDTHH:MM:SSZ' (UTC) or epoch seconds" % t)
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and 0 <= hh < 24 and 0 <= mm < 60
+            and 0 <= sec < 61):
+        raise ValueError("time %r is out of range" % t)
+    return ((_days_from_civil(y, mo, d) * 24 + hh) * 60 + mm) * 60000 + int(sec * 1000 + 0.5)
+
+
+def _epochs():
+    """Boot epochs known on this board (to time records taken before NTP)."""
+    out = {}
+    snd = _parts.get("sender")
+    if snd is not None:
+        out.update(getattr(snd, "_epochs", None) or {})
+    clock = _parts.get("clock")
+    guard = _parts.get("guard")
+    base = getattr(clock, "boot_epoch_ms", None)
+    if base is not None and guard is not None:
+        out[guard.boot & 0xFFFF] = base
+    return out
+
+
+# ---------------------------------------------------------------- reading
+def _scan(log, first_seqn):
+    """(seqn, raw) of every committed record from ``first_seqn`` on, via a private reader
+    whose cursor is never committed."""
+    with _lock():
+        r = tslog.TSReader(log, 0)
+        r.seqn = first_seqn - 1 if first_seqn > 0 else 0
+    try:
+        while True:
+            with _lock():
+                raw = r.next_record()
+                seqn = r.seqn
+            if raw is None:
+                return
+            yield seqn, raw
+    finally:
+        r.close()
+
+
+def _locked(make, *args):
+    """The generator ``make(*args)``, created and stepped under the lock (never held while
+    the caller prints)."""
+    with _lock():
+        gen = make(*args)
+    while True:
+        with _lock():
+            try:
+                item = next(gen)
+            except StopIteration:
+                return
+        yield item
+
+
+def _raw_between(log, t0, t1):
+    """(seqn, raw) of the records with ``t0 <= time < t1`` (UTC ms)."""
+    if hasattr(log, "between") and getattr(log, "time_of", True) is not None:
+        yield from _locked(log.between, t0, t1)
+        return
+    for seqn, raw in _scan(log, 0):  # no time index: a full scan
+        t = record.time_of(raw)
+        if t is not None and t0 <= t < t1:
+            yield seqn, raw
+
+
+def _raw_tail(log, n):
+    if hasattr(log, "tail"):
+        yield from _locked(log.tail, n)
+        return
+    yield from _scan(log, log.committed_seqn - n + 1)
+
+
+def records(t0=None, t1=None):
+    """Generator of ``(seqn, decoded record)`` for scripts: every record, or those with
+    ``t0 <= time < t1`` when a bound is given.  Undecodable records are skipped."""
+    log = _log()
+    if log is None:
+        return
+    if t0 is None and t1 is None:
+        src = _scan(log, 0)
+    else:
+        a = utc_ms_of(t0)
+        b = utc_ms_of(t1)
+        src = _raw_between(log, 0 if a is None else a, _NO_END if b is None else b)
+    for seqn, raw in src:
+        try:
+            yield seqn, record.decode(raw)
+        except ValueError:
+            pass
+
+
+# ---------------------------------------------------------------- formatting
+def line_of(seqn, rec, epochs=None):
+    """One human-readable line of a decoded record."""
+    lay = record.layout_of(rec)
+    ts = record.timestamp_of(rec, epochs)
+    if ts is not None:
+        when = record.iso_utc(ts)
+    else:
+        when = "boot %d +%d.%03ds (no clock)" % (rec[-2], rec[0] // 1000, rec[0] % 1000)
+    parts = ["%7d  %s " % (seqn, when)]
+    names, floats = lay.fields, lay.floats
+    for i in range(1, len(names) - 2):
+        parts.append(" %s=%s" % (names[i], record.csv_num(rec[i], floats[i]) or "nan"))
+    parts.append(" boot=%d" % rec[-2])
+    if lay.version != 1:
+        parts.append(" v%d" % lay.version)
+    return "".join(parts)
+
+
+def _nolog():
+    print("console: no TSLog (nothing attached, no %s/meta)" % _tslog_dir())
+
+
+# ---------------------------------------------------------------- commands
+def tail(n=10):
+    """Print the last ``n`` records; returns them as a list of ``(seqn, record)``."""
+    log = _log()
+    if log is None:
+        _nolog()
+        return []
+    epochs = _epochs()
+    out = []
+    for seqn, raw in _raw_tail(log, n):
+        try:
+            rec = record.decode(raw)
+        except ValueError as e:
+            print("%7d  undecodable: %s" % (seqn, e))
+            continue
+        print(line_of(seqn, rec, epochs))
+        out.append((seqn, rec))
+    if not out:
+        print("(the log is empty)")
+    return out
+
+
+def between(t0, t1, writer=print):
+    """Print the records with ``t0 <= time < t1`` (UTC strings or epoch seconds; None =
+    open end), one line each through ``writer``; returns how many."""
+    a = utc_ms_of(t0)
+    b = utc_ms_of(t1)
+    log = _log()
+    if log is None:
+        _nolog()
+        return 0
+    epochs = _epochs()
+    count = 0
+    for seqn, raw in _raw_between(log, 0 if a is None else a, _NO_END if b is None else b):
+        try:
+            writer(line_of(seqn, record.decode(raw), epochs))
+        except ValueError as e:
+            writer("%7d  undecodable: %s" % (seqn, e))
+        count += 1
+    print("(%d record%s)" % (count, "" if count == 1 else "s"))
+    return count
+
+
+def dump(writer=print, since=None, until=None):
+    """Every record as CSV: a header line, then one line per record through ``writer``
+    (``since``/``until``: an optional time interval as for ``between``); returns the
+    number of records written."""
+    log = _log()
+    if log is None:
+        _nolog()
+        return 0
+    cols = record.csv_columns()
+    writer(",".join(cols))
+    epochs = _epochs()
+    if since is None and until is None:
+        src = _scan(log, 0)
+    else:
+        a = utc_ms_of(since)
+        b = utc_ms_of(until)
+        src = _raw_between(log, 0 if a is None else a, _NO_END if b is None else b)
+    count = 0
+    for seqn, raw in src:
+        try:
+            writer(record.csv_line(seqn, record.decode(raw), cols, epochs))
+        except ValueError:
+            continue  # a layout this firmware does not know: not in the CSV
+        count += 1
+        if count & 1023 == 0:
+            gc.collect()  # keeps the heap unfragmented while streaming
+    return count
+
+
+def erase(confirm=None):
+    """Empty the log if ``confirm == "ERASE"``; otherwise explain and do nothing.
+
+    Records not yet uploaded are lost.  Sequence numbers continue after the erase (the
+    server deduplicates on them), and every reader's cursor moves to the end."""
+    log = _log()
+    if log is None:
+        _nolog()
+        return False
+    if confirm != "ERASE":
+        last, _, lag = log.stats()
+        print("erase() deletes every record on flash, %d of them not uploaded yet." % lag)
+        print("Sequence numbers continue after it. To do it: console.erase(confirm=\"ERASE\")")
+        return False
+    with _lock():
+        own = getattr(log, "erase", None)
+        if own is not None:
+            own()
+        else:
+            last = log.commit()
+            for n in range(log.nreaders):
+                r = log.reader(n)
+                r.seqn = last
+                r.commit()
+                r.close()
+            # Every bucket is now consumed: start an empty one named last + 1 (so seqns
+            # continue after a reboot too) and drop the older ones.
+            bks = log._buckets
+            if not (bks and bks[-1] == last + 1):
+                log._new_bucket(last + 1)
+            while len(log._buckets) > 1:
+                log._drop_oldest()
+    print("log erased; the next record gets seqn %d" % (log.last_seqn + 1))
+    return True
+
+
+def help():  # noqa: A001 - the REPL command the issue asks for
+    """List the commands."""
+    print("console commands (import console; console.<name>):")
+    for sig, what in COMMANDS:
+        print("  %-24s %s" % (sig, what))
+    return [c[0] for c in COMMANDS]
+
+
+# ---------------------------------------------------------------- status
+def _g(obj, name, default=None):
+    if obj is None:
+        return default
+    v = getattr(obj, name, default)
+    if callable(v):
+        return v()  # type: ignore
+    return v
+
+
+def _free_flash(log):
+    try:
+        st = os.statvfs(log.folder)
+        return st[0] * st[3]
+    except (OSError, AttributeError):
+        return None
+
+
+def _rate_per_day(log):
+    """Records per day: from the sampler's interval, else from the log's last records."""
+    smp = _parts.get("sampler")
+    iv = getattr(smp, "interval_ms", None)
+    if iv:
+        return 86400000 // iv
+    t_old = t_last = s_old = s_last = 0
+    for seqn, raw in _raw_tail(log, 101):
+        t = record.time_of(raw)
+        if t is not None:
+            if not t_old:
+                t_old, s_old = t, seqn
+            t_last, s_last = t, seqn
+    if t_last <= t_old:
+        return None
+    return (s_last - s_old) * 86400000 // (t_last - t_old)
+
+
+def status():
+    """Print the board's state; returns it as a dict."""
+    st = {"version": _parts.get("version")}
+    clock = _parts.get("clock")
+    guard = _parts.get("guard")
+    up = _g(clock, "mono_ms")
+    st["uptime_s"] = (up if up is not None else time.ticks_ms()) // 1000  # type: ignore
+    st["boot"] = _g(guard, "boot")
+    st["reset_cause"] = _g(guard, "cause")
+    st["clock_set"] = bool(_g(clock, "is_set", record.clock_is_set()))
+    st["utc"] = record.iso_utc(record.utc_ms()) if st["clock_set"] else None
+    wifi = _parts.get("wifi")
+    st["wifi"] = _g(wifi, "state")
+    st["rssi"] = _g(wifi, "rssi")
+    smp = _parts.get("sampler")
+    st["sampler"] = _g(smp, "stats")
+    log = _log()
+    st["last_record"] = None
+    if log is not None:
+        with _lock():
+            last, _, lag = log.stats()
+            lags = []
+            for n in range(log.nreaders):
+                lags.append(last - log.reader(n).seqn)
+            st["buckets"] = log.buckets() if hasattr(log, "buckets") else len(log._buckets)
+            st["free_records"] = log.free()
+        st["last_seqn"] = last
+        st["reader_lag"] = lags
+        st["corrupt"] = log.corrupt
+        st["dropped"] = log.dropped
+        for seqn, raw in _raw_tail(log, 1):
+            try:
+                st["last_record"] = (seqn, record.decode(raw))
+            except ValueError:
+                pass
+        st["flash_free_bytes"] = _free_flash(log)
+        rate = _rate_per_day(log)
+        st["records_per_day"] = rate
+        st["days_until_full"] = (st["free_records"] / rate) if rate else None
+    gc.collect()
+    st["heap_free"] = gc.mem_free()
+    snd = _parts.get("sender")
+    st["uploader"] = _g(snd, "stats")
+    dead = _parts.get("dead_path") or "data/dead.log"
+    try:
+        st["dead_letter_bytes"] = os.stat(dead)[6]
+    except OSError:
+        st["dead_letter_bytes"] = 0
+    _print_status(st)
+    return st
+
+
+def _print_status(st):
+    p = print
+    p("firmware   %s, up %d s, boot %s (reset cause: %s)" % (
+        st["version"] or "?", st["uptime_s"], st["boot"], st["reset_cause"]))
+    p("clock      %s" % (st["utc"] if st["clock_set"] else "not set (waiting for NTP)"))
+    p("wifi       %s, RSSI %s dBm" % (st["wifi"], st["rssi"]))
+    smp = st["sampler"]
+    if smp:
+        p("sampler    taken %d, stored %d, missed %d, all-failed %d; fails: am2320 %d, "
+          "bmp180 %d" % (smp.get("taken", 0), smp.get("stored", 0), smp.get("missed", 0),
+                         smp.get("failed", 0), smp.get("am2320_fails", 0),
+                         smp.get("bmp180_fails", 0)))
+    if st["last_record"]:
+        p("last       " + line_of(st["last_record"][0], st["last_record"][1], _epochs()))
+    if "last_seqn" in st:
+        p("log        last seqn %d, %d bucket(s), reader lag %s, corrupt %d, dropped %d" % (
+            st["last_seqn"], st["buckets"], st["reader_lag"], st["corrupt"], st["dropped"]))
+        days = st["days_until_full"]
+        p("flash      %s bytes free = %d records%s" % (
+            st["flash_free_bytes"], st["free_records"],
+            ", %.1f days at %d records/day" % (days, st["records_per_day"])
+            if days is not None else ""))
+    else:
+        _nolog()
+    p("heap       %d bytes free" % st["heap_free"])
+    up = st["uploader"]
+    if up:
+        ago = ""
+        if up.get("last_ok_ms") is not None:
+            ago = ", last success %d s ago" % (
+                time.ticks_diff(time.ticks_ms(), up["last_ok_ms"]) // 1000)
+        p("uploader   %s%s, sent %d, backoff %d ms, dead letters %d (%d bytes on flash)%s" % (
+            up.get("state"), ago, up.get("sent", 0), up.get("backoff_ms", 0),
+            up.get("dead", 0), st["dead_letter_bytes"],
+            ", last error: %s" % up["last_error"] if up.get("last_error") else ""))
+    else:
+        p("uploader   not running; dead letters %d bytes on flash" % st["dead_letter_bytes"])
