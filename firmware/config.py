@@ -28,6 +28,7 @@ DEFAULTS = {
     "commit_delta": 16,  # samples between TSLog commits (flash syncs)
     "tslog_dir": "data/q",  # queue folder, relative to the filesystem root
     "bucket_size": 1024,  # records per TSLog bucket file
+    "tslog_partition": "",  # label of a raw data partition for the queue; "" = tslog_dir
     # -- upload to TimeBase WebAdmin (or tools/ingest)
     "tb_host": "",  # base URL "https://host:port"; "" = do not upload (samples queue up)
     "tb_ca_file": "ca.der",  # server CA certificate file on flash (DER or PEM)

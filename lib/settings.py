@@ -52,6 +52,7 @@ RULES = {
     "commit_delta": (int, 1, 4096),
     "tslog_dir": (str, 1, 64),
     "bucket_size": (int, 8, 65536),
+    "tslog_partition": (str, 0, 16),
     "tb_host": (str, 0, 256),
     "tb_ca_file": (str, 1, 64),
     "tb_insecure": (bool, 0, 0),
@@ -482,6 +483,12 @@ def write_wifi(ssid, password, path=None):
     over["wifi_password"] = password
     save(over, path)
     print("Wi-Fi %r saved in %s; rebooting" % (ssid, path))
+    import sys
+
+    board = getattr(sys.modules.get("app"), "board", None)
+    guard = getattr(board, "guard", None)
+    if guard is not None:  # the firmware is running: commit the queue, record the cause
+        guard.reset("config", "write_wifi")
     import machine
 
     machine.reset()

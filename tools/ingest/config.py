@@ -19,6 +19,16 @@ WEATHER_RECORD = {
     "mem_free": "INTEGER",
 }
 
+# The firmware's health records (lib/health.py FIELDS), a second class of the same stream.
+HEALTH_RECORD = {
+    "boot": "INTEGER", "reset_cause": "VARCHAR", "resets": "VARCHAR", "uptime_s": "INTEGER",
+    "heap_free": "INTEGER", "heap_used": "INTEGER", "flash_free": "INTEGER",
+    "queue_lag": "INTEGER", "rssi": "INTEGER", "wifi_drops": "INTEGER", "samples": "INTEGER",
+    "stored": "INTEGER", "missed": "INTEGER", "sensor_failed": "INTEGER",
+    "am2320_fails": "INTEGER", "bmp180_fails": "INTEGER", "dropped": "INTEGER",
+    "dead": "INTEGER", "sent": "INTEGER",
+}
+
 DEFAULTS = {
     # WebAdmin 0.5.14 application.yaml: user admin/admin with read+write.
     "users": {
@@ -31,7 +41,8 @@ DEFAULTS = {
     "access_token_lifetime_s": 300,
     "refresh_token_lifetime_s": 86400,
     "streams": {
-        "weather-data": {"types": {"weather_record": WEATHER_RECORD}},
+        "weather-data": {"types": {"weather_record": WEATHER_RECORD,
+                                   "health_record": HEALTH_RECORD}},
     },
     # Biggest accepted request body (bytes); larger ones get 413 without being read.
     "max_body_bytes": 16 * 1024 * 1024,

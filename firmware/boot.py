@@ -1,0 +1,30 @@
+"""Board set-up, run once at power-on or reset (the work is in lib/app.py).
+
+``app.boot()``: settings (config.json over config.py), boot counter and reset cause,
+I2C bus at ``i2c_freq`` and both sensors (a missing one is logged and retried by the
+sampler), the Wi-Fi LED (PWM), the Wi-Fi monitor thread, the uploader, and WebREPL when
+``webrepl_password`` is set.  Nothing here may stop the board from reaching the REPL:
+a failed set-up is printed and main.py tries it again.
+
+At the REPL (USB or WebREPL): ``show_config()``, ``set_config(key, value)``,
+``write_wifi(ssid, password)`` (saves, then reboots).
+"""
+
+import gc
+
+try:
+    import app
+
+    app.boot()
+except Exception as e:  # noqa: BLE001 - keep the REPL reachable whatever happened
+    import sys
+
+    print("boot.py: set-up failed:")
+    sys.print_exception(e)  # type: ignore[attr-defined]
+
+try:
+    from settings import set_config, show_config, write_wifi  # noqa: F401 - REPL helpers
+except Exception as e:  # noqa: BLE001
+    print("boot.py: settings helpers unavailable:", e)
+
+gc.collect()

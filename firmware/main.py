@@ -1,0 +1,5 @@
+"""The main loop (lib/app.py): sample on schedule, store, upload; returns only on Ctrl-C."""
+
+import app
+
+app.run()

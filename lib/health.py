@@ -1,0 +1,120 @@
+"""Health records: the board's own state, POSTed every ``interval_ms`` on their own ``$type``.
+
+One message ``{"$type": "health_record", "symbol", "timestamp", <FIELDS>}`` in a JSON
+array of one, sent to the same ``/api/v0/{stream}/write`` with the same
+``https.Client`` and ``oauth.OAuth`` as the sample ``sender`` (so it must run on the
+uploader's thread: the client is not shared between threads).
+
+Best effort, latest snapshot only: a health record is not queued on flash.  If a POST
+fails (offline, server error, refused) nothing is retried; the next interval sends a
+fresh snapshot, which supersedes the lost one (every field is a running total or a
+current value, so nothing is lost but resolution).  The reset cause of this boot is in
+every record of the boot, and ``resets`` lists the last few boots' causes, so a cause
+still reaches the server when the boot it caused sent nothing.  While offline or
+before the clock is set the record stays due and goes out as soon as both are fine.
+
+Fields (all non-null; ``FIELDS`` gives the TimeBase types for the stream schema):
+
+==============  ========  ===================================================
+boot            INTEGER   boot counter
+reset_cause     VARCHAR   why this boot happened (``bootguard``)
+resets          VARCHAR   last boots' causes, ``"boot:cause,..."``
+uptime_s        INTEGER   seconds since boot (monotonic)
+heap_free       INTEGER   ``gc.mem_free()`` bytes
+heap_used       INTEGER   ``gc.mem_alloc()`` bytes
+flash_free      INTEGER   records that still fit on flash (``TSLog.free()``)
+queue_lag       INTEGER   stored records not yet uploaded (``TSLog.stats()[2]``)
+rssi            INTEGER   Wi-Fi RSSI in dBm; 0 when unknown
+wifi_drops      INTEGER   Wi-Fi links lost since boot
+samples         INTEGER   sample slots taken since boot
+stored          INTEGER   samples stored since boot
+missed          INTEGER   slots missed (loop blocked) since boot
+sensor_failed   INTEGER   slots where every sensor failed (not stored)
+am2320_fails    INTEGER   failed AM2320 readings since boot
+bmp180_fails    INTEGER   failed BMP180 readings since boot
+dropped         INTEGER   unsent records deleted because the flash was full
+dead            INTEGER   records dead-lettered by the sender since boot
+sent            INTEGER   records uploaded since boot
+==============  ========  ===================================================
+"""
+
+import json
+import time
+
+import record
+
+TYPE_NAME = "health_record"
+FIELDS = (("boot", "INTEGER"), ("reset_cause", "VARCHAR"), ("resets", "VARCHAR"),
+          ("uptime_s", "INTEGER"), ("heap_free", "INTEGER"), ("heap_used", "INTEGER"),
+          ("flash_free", "INTEGER"), ("queue_lag", "INTEGER"), ("rssi", "INTEGER"),
+          ("wifi_drops", "INTEGER"), ("samples", "INTEGER"), ("stored", "INTEGER"),
+          ("missed", "INTEGER"), ("sensor_failed", "INTEGER"), ("am2320_fails", "INTEGER"),
+          ("bmp180_fails", "INTEGER"), ("dropped", "INTEGER"), ("dead", "INTEGER"),
+          ("sent", "INTEGER"))
+
+
+class Health:
+    """Sends ``gather()`` (a dict with the ``FIELDS`` names) every ``interval_ms``.
+
+    ``clock``: object with ``is_set`` and ``utc_ms()``.  Figures: ``sent``, ``failed``,
+    ``last_error``.
+    """
+
+    def __init__(self, client, auth, stream, symbol, interval_ms, gather, clock,
+                 write_mode="APPEND", log=print):
+        self._client = client
+        self._auth = auth
+        path = "/api/v0/%s/write" % stream
+        if write_mode:
+            path += "?writeMode=" + write_mode
+        self._path = path
+        self._symbol = symbol
+        self.interval_ms = interval_ms
+        self._gather = gather
+        self._clock = clock
+        self._log = log
+        self._next_ms = time.ticks_ms()  # the first one as soon as possible
+        self.sent = 0
+        self.failed = 0
+        self.last_error = None
+
+    def due(self):
+        return time.ticks_diff(time.ticks_ms(), self._next_ms) >= 0
+
+    def message(self):
+        """The JSON text of the current snapshot (one message, not the array)."""
+        m = {"$type": TYPE_NAME, "symbol": self._symbol,
+             "timestamp": record.iso_utc(self._clock.utc_ms())}
+        snap = self._gather()
+        for name, kind in FIELDS:
+            v = snap.get(name)
+            if v is None:
+                v = "" if kind == "VARCHAR" else 0
+            m[name] = v
+        return json.dumps(m)
+
+    def step(self, online=True):
+        """Send a snapshot if one is due; True sent, False failed, None nothing done."""
+        if not self.due() or not online or not self._clock.is_set:
+            return None
+        self._next_ms = time.ticks_add(time.ticks_ms(), self.interval_ms)
+        try:
+            body = "[" + self.message() + "]"
+            resp = self._client.request("POST", self._path, (
+                ("Authorization", self._auth.authorization()),
+                ("Content-Type", "application/json"), ("Accept", "application/json")), body)
+            if resp.status == 401:
+                self._auth.invalidate()  # the sender renews it; we try next interval
+            if resp.status != 200:
+                raise ValueError("HTTP %d" % resp.status)
+            if resp.body.strip() != b"[]":
+                raise ValueError("refused: %s" % resp.body[:120].decode())
+        except Exception as e:  # noqa: BLE001 - best effort: any failure waits an interval
+            self.failed += 1
+            self.last_error = str(e)[:120]
+            self._log("health: not sent (%s); next in %d s" % (
+                self.last_error, self.interval_ms // 1000))
+            return False
+        self.sent += 1
+        self.last_error = None
+        return True

@@ -1,0 +1,226 @@
+"""Sensor sampling on a drift-free schedule into the TSLog queue.
+
+One *slot* every ``interval_ms``: slot ``k`` is due at ``start + k * interval_ms``
+(``ticks_add`` of the previous due time, never "now + interval", so the rate does not
+drift by the time a reading takes).  ``poll()`` processes the slot that is due:
+
+* late by less than one interval (GC, a slow reading): the slot is taken now;
+* late by one interval or more (the loop was blocked): every slot that passed is
+  counted in ``missed`` and the schedule continues from the next slot: no burst of
+  catch-up readings, which would be wrong data (taken at the same instant) anyway.
+
+So ``taken + missed`` is the number of slots since ``start()``, and each taken slot is
+``stored``, ``failed`` (every sensor failed: nothing worth storing) or a ``store_errors``
+(the flash refused the write): every slot is in the store once or counted with a cause.
+
+A reading that fails is stored as NaN (``record``: sent as JSON null).  Per sensor,
+``fails[name]`` is ``[consecutive, total]``; ``all_failed`` counts consecutive slots in
+which every sensor failed (the failure policy in ``bootguard`` resets on it).
+
+A sensor missing at boot is not an error here: its driver object is created on the
+first slot that finds it on the bus (BMP180 checks its chip id and calibration when
+created; AM2320 needs nothing), and each slot retries while it is missing.
+
+Time of a record: UTC ms (``FLAG_UTC``) when ``clock.is_set``, else ``clock.mono_ms()``
+(ms since this boot) with the flags clear; see ``record``.
+
+``store`` is the TSLog (``store_record``; it commits every ``commit_delta`` records by
+itself). ``lock`` (``_thread.allocate_lock()``) is held around every TSLog call because
+the uploader thread reads the same TSLog object.
+"""
+
+import gc
+import time
+
+import record
+from micropython import const
+
+_NAN = float("nan")
+_AM = const(0)
+_BMP = const(1)
+NAMES = ("am2320", "bmp180")
+
+
+class _NoLock:
+    """Stands in for a lock when nothing else touches the TSLog (tests, single thread)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class Sampler:
+    """Reads both sensors every ``interval_ms`` and appends one ``record`` to ``store``.
+
+    ``i2c``: the bus (``machine.I2C``); ``clock``: object with ``is_set``, ``utc_ms()``
+    and ``mono_ms()`` (``lib/clock.py``); ``boot``: boot counter; ``am`` / ``bmp``:
+    driver objects to use instead of creating them from ``i2c`` (tests).
+    """
+
+    def __init__(self, i2c, store, clock, boot, interval_ms, lock=None, log=print,
+                 am=None, bmp=None, sea_level_pa=101325):
+        if interval_ms < 1:
+            raise ValueError("interval_ms must be >= 1")
+        self._i2c = i2c
+        self._store = store
+        self._clock = clock
+        self.boot = boot & 0xFFFF
+        self.interval_ms = interval_ms
+        self._lock = lock if lock is not None else _NoLock()
+        self._log = log
+        self._sensors = [am, bmp]
+        self._sea_level_pa = sea_level_pa
+        self._missing_logged = [False, False]
+        self._values = [_NAN] * 7
+        self._started = False
+        self.next_ms = time.ticks_ms()  # ticks_ms at which the next slot is due
+        self.slot_ms = self.next_ms  # ticks_ms at which the last taken slot was due
+        self.late_ms = 0  # how late the last taken slot started (ms)
+        self.max_late_ms = 0  # worst lateness of a taken slot since start()
+        # counters
+        self.taken = 0
+        self.stored = 0
+        self.missed = 0
+        self.failed = 0  # slots where every sensor failed (not stored)
+        self.store_errors = 0
+        self.all_failed = 0  # consecutive slots with every sensor failing
+        self.fails = {NAMES[0]: [0, 0], NAMES[1]: [0, 0]}  # [consecutive, total]
+        self.last_seqn = None
+
+    # -- schedule ----------------------------------------------------------
+    def start(self, now_ms=None):
+        """Start the schedule: the first slot is due at ``now_ms`` (default: now)."""
+        self.next_ms = time.ticks_ms() if now_ms is None else now_ms
+        self._started = True
+
+    def due_in_ms(self):
+        """Milliseconds until the next slot (<= 0: due now)."""
+        if not self._started:
+            self.start()
+        return time.ticks_diff(self.next_ms, time.ticks_ms())
+
+    def poll(self):
+        """Process the due slot, if any; True if a slot was taken."""
+        late = -self.due_in_ms()
+        if late < 0:
+            return False
+        skip = late // self.interval_ms
+        if skip:
+            self.missed += skip
+            self._log("sampler: loop was blocked %d ms: %d slot(s) missed" % (late, skip))
+            late -= skip * self.interval_ms
+        slot = time.ticks_add(self.next_ms, skip * self.interval_ms)
+        self.next_ms = time.ticks_add(slot, self.interval_ms)
+        self.slot_ms = slot
+        self.late_ms = late
+        if late > self.max_late_ms:
+            self.max_late_ms = late
+        self.sample()
+        return True
+
+    # -- sensors -----------------------------------------------------------
+    def _sensor(self, i):
+        s = self._sensors[i]
+        if s is not None:
+            return s
+        try:
+            if i == _AM:
+                import am2320
+                s = am2320.AM2320(self._i2c)
+            else:
+                import bmp180
+                s = bmp180.BMP180(self._i2c)
+        except Exception as e:  # noqa: BLE001 - absent or broken: retried next slot
+            if not self._missing_logged[i]:
+                self._missing_logged[i] = True
+                self._log("sampler: %s not found (%s); retrying every slot" % (NAMES[i], e))
+            return None
+        if self._missing_logged[i]:
+            self._log("sampler: %s found" % NAMES[i])
+        self._sensors[i] = s
+        return s
+
+    def _read(self, i):
+        """Fill this sensor's values; True on success, NaN values on failure."""
+        v = self._values
+        s = self._sensor(i)
+        ok = False
+        err = None
+        if s is not None:
+            try:
+                s.measure()
+                if i == _AM:
+                    v[0] = s.temperature()
+                    v[1] = s.humidity()  # type: ignore
+                else:
+                    v[2] = s.temperature()
+                    v[3] = float(s.pressure())  # type: ignore
+                    v[4] = s.altitude(self._sea_level_pa)  # type: ignore
+                ok = True
+            except Exception as e:  # noqa: BLE001 - any driver failure is a failed reading
+                err = e
+        f = self.fails[NAMES[i]]
+        if ok:
+            if f[0]:
+                self._log("sampler: %s back after %d failed reading(s)" % (NAMES[i], f[0]))
+            f[0] = 0
+            return True
+        if i == _AM:
+            v[0] = v[1] = _NAN
+        else:
+            v[2] = v[3] = v[4] = _NAN
+        if f[0] == 0 and err is not None:  # log the first failure of a run, not every one
+            self._log("sampler: %s reading failed: %s" % (NAMES[i], err))
+        f[0] += 1
+        f[1] += 1
+        return False
+
+    def probe(self):
+        """Create the sensor drivers now (logs the missing ones); slots retry the rest."""
+        for i in (_AM, _BMP):
+            self._sensor(i)
+
+    def sensor_present(self, i):
+        return self._sensors[i] is not None
+
+    # -- one sample --------------------------------------------------------
+    def sample(self):
+        """Read the sensors now and store one record; returns its seqn or None."""
+        self.taken += 1
+        ok_am = self._read(_AM)
+        ok_bmp = self._read(_BMP)
+        if not (ok_am or ok_bmp):
+            self.all_failed += 1
+            self.failed += 1
+            return None
+        self.all_failed = 0
+        v = self._values
+        v[5] = gc.mem_alloc()
+        v[6] = gc.mem_free()
+        clock = self._clock
+        if clock.is_set:
+            t = clock.utc_ms()
+            flags = record.FLAG_UTC
+        else:
+            t = clock.mono_ms()
+            flags = 0
+        data = record.encode(t, v, self.boot, flags)
+        try:
+            with self._lock:
+                seqn = self._store.store_record(data)
+        except OSError as e:
+            self.store_errors += 1
+            self._log("sampler: store failed: %s" % e)
+            return None
+        self.stored += 1
+        self.last_seqn = seqn
+        return seqn
+
+    def stats(self):
+        """Counters as a dict."""
+        return {"taken": self.taken, "stored": self.stored, "missed": self.missed,
+                "failed": self.failed, "store_errors": self.store_errors,
+                "all_failed": self.all_failed, "max_late_ms": self.max_late_ms,
+                "am2320_fails": self.fails[NAMES[0]][1], "bmp180_fails": self.fails[NAMES[1]][1]}
