@@ -110,6 +110,10 @@ def deploy_plan(port, config=None, ca=None, root=ROOT, bin_dir=None, make="make"
                 "tb_insecure") and not ca:
             print("warning: no CA given: the board must already have /%s for %s" % (
                 ca_name, cfg["tb_host"]), file=sys.stderr)
+        if not cfg.get("webrepl_password"):
+            print("warning: no webrepl_password in CONFIG: WebREPL will not start, so the "
+                  "setup access point cannot be used to reconfigure the board",
+                  file=sys.stderr)
     if ca:
         if not Path(ca).is_file():
             raise DeployError("CA file not found: %s" % ca)
