@@ -236,7 +236,7 @@ def test_write_dedup_and_per_message_errors():
                rec(13, 13, mem_used="lots"),
                rec(14, 14, mem_used=1.5),
                rec(15, 15, am2320_temp=True),
-               {k: v for k, v in rec(16, 16).items() if k != "bmp180_temp"},
+               {k: v for k, v in rec(16, 16).items() if k != "mem_used"},
                rec(-1, 17),
                "not an object",
                rec(18, 18, am2320_temp="21.5", mem_free=2.0),  # numeric strings: accepted
@@ -256,6 +256,12 @@ def test_write_dedup_and_per_message_errors():
                          "/api/v0/weather-data/write?writeMode=" + mode)[:3:2] == (200, [])
         assert write(c, tok, [rec(21)], "/api/v0/weather-data/write?writeMode=bogus")[0] == 400
         assert count(srv) == 12
+        # A failed sensor is sent as null: the sensor fields are nullable ("FLOAT?"), so
+        # the other sensor's values in the same message are stored.
+        assert write(c, tok, [rec(22, 22, am2320_temp=None, am2320_humidity=None)])[2] == []
+        row = [r for r in srv.store.query("weather-data") if r["seq"] == 22][0]
+        assert row["am2320_temp"] is None and row["bmp180_temp"] is not None
+        assert len(write(c, tok, [rec(23, 23, mem_used=None)])[2]) == 1  # not nullable
     finally:
         srv.stop()
 

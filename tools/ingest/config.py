@@ -8,13 +8,15 @@ import copy
 import json
 import re
 
-# The seed firmware's stream (weather-data.schema.json, single class, all fields non-nullable).
+# The seed firmware's stream (weather-data.schema.json), with the sensor fields nullable
+# ("FLOAT?"): the board sends null for a sensor that failed, and the other sensor's values
+# in the same message must still be stored (the seed's schema has every field non-nullable).
 WEATHER_RECORD = {
-    "am2320_temp": "FLOAT",
-    "am2320_humidity": "FLOAT",
-    "bmp180_temp": "FLOAT",
-    "bmp180_pressure": "FLOAT",
-    "bmp180_altitude": "FLOAT",
+    "am2320_temp": "FLOAT?",
+    "am2320_humidity": "FLOAT?",
+    "bmp180_temp": "FLOAT?",
+    "bmp180_pressure": "FLOAT?",
+    "bmp180_altitude": "FLOAT?",
     "mem_used": "INTEGER",
     "mem_free": "INTEGER",
 }
@@ -120,7 +122,7 @@ def validate(cfg):
             for fname, ftype in fields.items():
                 if not _IDENT.match(fname) or fname in _RESERVED:
                     raise ConfigError("stream %s: bad field name %r" % (name, fname))
-                if str(ftype).upper() not in _TYPES:
+                if str(ftype).upper().rstrip("?") not in _TYPES:
                     raise ConfigError("stream %s: field %s: type %r not one of %s" % (
                         name, fname, ftype, ", ".join(_TYPES)))
     for name, u in cfg["users"].items():
@@ -142,5 +144,5 @@ def stream_fields(spec):
     out = {}
     for fields in spec["types"].values():
         for fname, ftype in fields.items():
-            out.setdefault(fname, str(ftype).upper())
+            out.setdefault(fname, str(ftype).upper().rstrip("?"))
     return out

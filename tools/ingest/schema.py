@@ -5,7 +5,8 @@ ends with it; may be absent when the stream has one class), ``symbol`` (string, 
 ``timestamp`` (``yyyy-MM-ddTHH:mm:ss.SSSZ`` UTC; absent = server time), the schema's fields and
 an optional ``seq`` (non-negative integer, the device's sequence number, used for dedup).
 Other keys are ignored, as WebAdmin does.  Stricter than WebAdmin: every schema field must be
-present and non-null, INTEGER fields must be integral (INT32 in range), bools are not numbers.
+present and non-null unless its type ends with ``?`` (nullable, e.g. ``FLOAT?``), INTEGER
+fields must be integral (INT32 in range), bools are not numbers.
 """
 
 import calendar
@@ -114,11 +115,15 @@ def validate(msg, types):
     capture_ns = None if ts is None else parse_timestamp(ts)
     fields = {}
     for fname, kind in types[tname].items():
+        kind = str(kind).upper()
         v = msg.get(fname)
         if v is None:
+            if kind.endswith("?"):  # nullable: a sensor that failed this time
+                fields[fname] = None
+                continue
             raise MessageError("field %s is required (non-nullable)" % fname,
                                "java.lang.IllegalArgumentException")
-        fields[fname] = _value(fname, v, str(kind).upper())
+        fields[fname] = _value(fname, v, kind.rstrip("?"))
     return {"type": tname, "symbol": symbol, "seq": seq, "capture_ns": capture_ns,
             "fields": fields}
 
