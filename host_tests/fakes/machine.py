@@ -393,6 +393,11 @@ class RTC:
             return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
         y, mo, d, _wd, h, mi, s = dt[:7]
         target = time.mktime((y, mo, d, h, mi, s, 0, 0) + ((-1,) if _cpython() else ()))
+        set_time = getattr(time, "set_time", None)
+        if set_time is not None:  # tools/sim's virtual clock: the RTC is time.time() itself
+            set_time(target)
+            RTC._offset[0] = 0
+            return
         RTC._offset[0] = int(target - time.time())
 
     def memory(self, data=None):
