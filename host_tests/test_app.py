@@ -28,7 +28,7 @@ from am2320_device import AM2320Device
 from bmp180_device import BMP180Device
 
 BUS = 1
-SPEED = 10  # 2 s slots = 200 ms of wall time: room for a busy machine's jitter
+SPEED = 5  # 2 s slots = 400 ms of wall time: room for a busy machine's jitter
 _PERIOD = 1 << 30
 _MASK = _PERIOD - 1
 _HALF = _PERIOD // 2
@@ -216,17 +216,20 @@ def test_clock_set_during_run_and_health_snapshot():
         stats = a.run(stop_after_s=21, on_iteration=on_it)
     finally:
         _finish(a, st)
-    assert stats["stored"] == 11 and stats["clock_set"], stats
+    # (scaled wall clock: a loaded host may miss a slot, counted)
+    n = stats["taken"]
+    assert n + stats["missed"] == 11 and stats["missed"] <= 1, stats
+    assert stats["stored"] == n and stats["clock_set"], stats
     recs = _read_all(d + "/q")
     flags = [r[record.I_FLAGS] & record.FLAG_UTC for _, r in recs]
-    assert flags == [0] * 5 + [1] * 6
+    assert flags == [0] * 5 + [1] * (n - 5)
     # pre-sync records map to UTC with the boot epoch, in order with the later ones
     ts = [record.timestamp_of(r, {1: a.clock.boot_epoch_ms}) for _, r in recs]
     assert ts == sorted(ts) and ts[0] >= a.clock.utc0
     snap = a.snapshot()
     for name, _ in health.FIELDS:
         assert name in snap, name
-    assert snap["samples"] == 11 and snap["stored"] == 11 and snap["queue_lag"] == 11
+    assert snap["samples"] == n and snap["stored"] == n and snap["queue_lag"] == n
     assert snap["boot"] == 1 and snap["reset_cause"] == "power_on"
     assert snap["resets"] == "1:power_on" and snap["flash_free"] > 0
 
@@ -272,7 +275,7 @@ def _stall_server():
 def _stalled_run(threaded, upload_stall_ms=300000, run_s=41):
     d = support.tmpdir("app")
     srv, port = _stall_server()
-    # socket timeouts are real time: 1 s = 10 s of scaled time, 5 slots
+    # socket timeouts are real time: 1 s = 5 s of scaled time, 2.5 slots
     cfg = _cfg(d, tb_host="https://127.0.0.1:%d" % port, tb_insecure=True, timeout_s=1,
                tb_user="u", tb_pass="p", upload_stall_ms=upload_stall_ms, send_interval_s=1)
     a, st, logs, _ = _start(d, cfg, threaded=threaded, online=True)
@@ -291,7 +294,7 @@ def test_stalled_server_does_not_delay_sampling_with_the_thread():
     # the handshake stalls until the loop stops, so only one attempt may end.)
     assert a.sender.retries >= 1, stats
     assert "timeout" in a.sender.last_error, a.sender.last_error
-    # 0 missed on a quiet host; a loaded one can delay one 200 ms (wall) slot. The inline
+    # 0 missed on a quiet host; a loaded one can delay one 400 ms (wall) slot. The inline
     # variant below misses ~45 % of them.
     assert stats["missed"] <= 1, stats
     # (the last slot, at 40 s, may fall after the end of the 41 s run when it is late)
