@@ -185,10 +185,11 @@ def test_offline_run_stores_every_slot():
         stats = a.run(stop_after_s=41, on_iteration=lambda b: iters.append(b.iterations))
     finally:
         _finish(a, st)
-    # Slots at 0, 2, ..., 40 s. The clock is wall time x10 (a slot is 200 ms): a loaded
-    # host can make the loop miss one, which must then be counted, never lost.
+    # Slots at 0, 2, ..., 40 s. The clock is wall time x5 (a slot is 400 ms): a loaded
+    # host can make the loop miss one, which must then be counted, never lost, and the
+    # last slot, late, can fall after the end of the 41 s run.
     n = stats["taken"]
-    assert n + stats["missed"] == 21 and stats["missed"] <= 1, stats
+    assert 20 <= n + stats["missed"] <= 21 and stats["missed"] <= 1, stats
     assert stats["failed"] == 0 and stats["store_errors"] == 0
     assert stats["stored"] == n and stats["last_seqn"] == n and stats["queued"] == n
     assert stats["sent"] == 0 and stats["sender_state"] == "idle"
@@ -217,8 +218,8 @@ def test_clock_set_during_run_and_health_snapshot():
     finally:
         _finish(a, st)
     # (scaled wall clock: a loaded host may miss a slot, counted)
-    n = stats["taken"]
-    assert n + stats["missed"] == 11 and stats["missed"] <= 1, stats
+    n = stats["taken"]  # (the last slot, late, may fall after the run's end)
+    assert 10 <= n + stats["missed"] <= 11 and stats["missed"] <= 1, stats
     assert stats["stored"] == n and stats["clock_set"], stats
     recs = _read_all(d + "/q")
     flags = [r[record.I_FLAGS] & record.FLAG_UTC for _, r in recs]
@@ -490,7 +491,7 @@ def test_boot_py_and_main_py_run_with_the_fakes():
         st.uninstall()
         machine.i2c_devices(0).clear()
     # (scaled wall clock: a loaded host may miss one slot, counted)
-    assert stats["taken"] + stats["missed"] == 11 and stats["missed"] <= 1, stats
+    assert 10 <= stats["taken"] + stats["missed"] <= 11 and stats["missed"] <= 1, stats
     assert stats["stored"] == stats["taken"], stats
     assert b.symbol == "espfw" and b.cfg["commit_delta"] == 2
     assert b.wifi is not None and b.wifi.connected and stats["clock_set"], stats
@@ -559,5 +560,5 @@ def test_a_crashed_uploader_thread_is_restarted():
     finally:
         _finish(a, st)
     assert stats["uploader_restarts"] >= 2 and len(calls) >= 3, stats
-    assert stats["stored"] + stats["missed"] == 5 and stats["missed"] <= 1, stats
+    assert 4 <= stats["stored"] + stats["missed"] <= 5 and stats["missed"] <= 1, stats
     assert any("uploader thread failed" in m for m in logs)
