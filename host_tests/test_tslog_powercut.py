@@ -7,78 +7,19 @@ returned; the reader's committed cursor never moves back nor past the log's end.
 """
 
 import gc
-import struct
 
 import vfs
 
 import tslog
 from flash import FlashBlockDevice, PowerCut
+from tslog_workload import FMT, Progress, check, time_of, workload
 
 MNT = "/flash_pc"
-FMT = "<IIf"
 
 
-def _t(rec):
-    return struct.unpack_from("<I", rec, 0)[0]  # the seqn: a growing timestamp
-
-
-def _values(seqn):
-    return (seqn, seqn * 7919 & 0xFFFFFFFF, seqn / 8)
-
-
-class Progress:
-    def __init__(self):
-        self.committed = 0  # highest seqn a returned log.commit() covered
-        self.cursor = 0  # highest reader cursor a returned reader.commit() persisted
-
-
-def workload(p, total=160):
-    log = tslog.TSLog(MNT + "/log", format=FMT, bucket_size=8, commit_delta=4, time_of=_t)
-    r = log.reader(0)
-    for i in range(total):
-        if i == total // 2:  # a clean reboot in the middle
-            log.close()
-            log = tslog.TSLog(MNT + "/log", format=FMT, bucket_size=8, commit_delta=4, time_of=_t)
-            r = log.reader(0)
-        s = log.store(*_values(log.stats()[0] + 1))
-        if s % 4 == 0:
-            p.committed = max(p.committed, s)  # auto-commit at commit_delta returned
-        if i % 10 == 9:
-            while True:
-                rec = r.next()
-                if rec is None or r.seqn % 12 == 0:
-                    break
-            r.commit()
-            p.cursor = r.seqn
-    p.committed = log.commit()
-    log.close()
-
-
-def check(p):
-    log = tslog.TSLog(MNT + "/log", format=FMT, bucket_size=8, commit_delta=4, time_of=_t)
-    last = log.stats()[0]
-    assert last >= p.committed, (last, p.committed)
-    r = log.reader(0)
-    assert p.cursor <= r.seqn <= last, (p.cursor, r.seqn, last)
-    expect = r.seqn + 1
-    while True:
-        rec = r.next()
-        if rec is None:
-            break
-        assert r.seqn == expect and rec == _values(expect), (r.seqn, expect, rec)
-        expect += 1
-    assert expect - 1 == last, (expect, last)
-    # The time index agrees: every record left, in order, and a one-record window.
-    first = log._buckets[0] if log._buckets else 1
-    got = [s for s, rec in log.between(0, 1 << 32)]
-    assert got == list(range(first, last + 1)), (got, first, last)
-    if last >= first:
-        assert [s for s, _ in log.between(last, last + 1)] == [last]
-    # The log keeps working after recovery.
-    s = log.store(*_values(last + 1))
-    log.commit()
-    assert r.next() == _values(s)
-    log.close()
+def _open():
+    return tslog.TSLog(MNT + "/log", format=FMT, bucket_size=8, commit_delta=4,
+                       time_of=time_of)
 
 
 def _mount(dev):
@@ -100,7 +41,7 @@ def sweep(torn):
     # How many writes does the whole workload make?
     _mount(dev)
     start = dev.writes
-    workload(Progress())
+    workload(_open, Progress(), 160)
     total_writes = dev.writes - start
     _umount()
     cuts = 0
@@ -111,14 +52,16 @@ def sweep(torn):
         p = Progress()
         dev.cut_after(k, torn)
         try:
-            workload(p)
+            workload(_open, p, 160)
         except PowerCut:
             cuts += 1
         _umount()
         dev = dev.reboot()
         gc.collect()  # finalizers of handles abandoned at the cut meet a dead chip
         _mount(dev)
-        check(p)
+        log = _open()
+        check(log, p)
+        log.close()
         _umount()
     print("tslog power-cut sweep: %d writes, %d cuts, torn=%s" % (total_writes, cuts, torn))
     return cuts

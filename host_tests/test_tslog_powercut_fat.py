@@ -23,45 +23,13 @@ import vfs
 
 import tslog
 from flash import FlashBlockDevice, PowerCut
+from tslog_workload import FMT, Progress, values, workload
 
 MNT = "/flash_fat"
-FMT = "<IIf"
-
-
-def _values(seqn):
-    return (seqn, seqn * 7919 & 0xFFFFFFFF, seqn / 8)
-
-
-class Progress:
-    def __init__(self):
-        self.committed = 0
-        self.cursor = 0
 
 
 def _open():
     return tslog.TSLog(MNT + "/log", format=FMT, bucket_size=8, commit_delta=4)
-
-
-def workload(p, total=36):
-    log = _open()
-    r = log.reader(0)
-    for i in range(total):
-        if i == total // 2:  # a clean reboot in the middle
-            log.close()
-            log = _open()
-            r = log.reader(0)
-        s = log.store(*_values(log.stats()[0] + 1))
-        if s % 4 == 0:
-            p.committed = max(p.committed, s)
-        if i % 10 == 9:
-            while True:
-                rec = r.next()
-                if rec is None or r.seqn % 12 == 0:
-                    break
-            r.commit()
-            p.cursor = r.seqn
-    p.committed = log.commit()
-    log.close()
 
 
 def check(p):
@@ -82,17 +50,17 @@ def check(p):
         rec = r.next()
         if rec is None:
             break
-        assert r.seqn > prev and rec == _values(r.seqn), (prev, r.seqn, rec)
+        assert r.seqn > prev and rec == values(r.seqn), (prev, r.seqn, rec)
         prev = r.seqn
         got += 1
     state = "ok" if last >= p.committed and r.seqn == last else "lost"
     # The log keeps working after recovery (unless the volume is damaged).
     try:
-        s = log.store(*_values(last + 1))
+        s = log.store(*values(last + 1))
         log.commit()
     except OSError:
         return "damaged"
-    assert r.next() == _values(s)
+    assert r.next() == values(s)
     log.close()
     return state
 
@@ -111,7 +79,7 @@ def sweep(torn):
     base = bytes(dev.data)
     vfs.mount(vfs.VfsFat(dev), MNT)
     start = dev.writes
-    workload(Progress())
+    workload(_open, Progress(), 36)
     total_writes = dev.writes - start
     _umount()
     cuts = 0
@@ -123,7 +91,7 @@ def sweep(torn):
         p = Progress()
         dev.cut_after(k, torn)
         try:
-            workload(p)
+            workload(_open, p, 36)
         except PowerCut:
             cuts += 1
         _umount()
