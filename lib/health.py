@@ -42,6 +42,7 @@ import json
 import time
 
 import record
+import sender
 
 TYPE_NAME = "health_record"
 FIELDS = (("boot", "INTEGER"), ("reset_cause", "VARCHAR"), ("resets", "VARCHAR"),
@@ -64,10 +65,7 @@ class Health:
                  write_mode="APPEND", log=print):
         self._client = client
         self._auth = auth
-        path = "/api/v0/%s/write" % stream
-        if write_mode:
-            path += "?writeMode=" + write_mode
-        self._path = path
+        self._path = sender.write_path(stream, write_mode)
         self._symbol = symbol
         self.interval_ms = interval_ms
         self._gather = gather

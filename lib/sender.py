@@ -110,6 +110,12 @@ def _find_seq(text):
     return None
 
 
+def write_path(stream, write_mode):
+    """``/api/v0/{stream}/write``, with ``?writeMode=`` when ``write_mode`` is set."""
+    path = "/api/v0/%s/write" % stream
+    return path + "?writeMode=" + write_mode if write_mode else path
+
+
 class Sender:
     """Batch uploader.
 
@@ -129,10 +135,7 @@ class Sender:
         self._reader = reader
         self._client = client
         self._auth = auth
-        path = "/api/v0/%s/write" % stream
-        if write_mode:
-            path += "?writeMode=" + write_mode
-        self._path = path
+        self._path = write_path(stream, write_mode)
         self._prefix = '{"$type":%s,"symbol":%s,"timestamp":"' % (
             json.dumps(type_name), json.dumps(symbol))
         # An upper bound of one message's JSON size caps the batch by bytes without reading
