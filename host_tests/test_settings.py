@@ -15,6 +15,7 @@ if _ROOT + "/firmware" not in sys.path:
 
 import config  # noqa: E402  firmware/config.py
 import esp32  # noqa: E402  the fake: NVS blobs kept in a module-level store
+import fsutil  # noqa: E402
 import settings  # noqa: E402
 
 
@@ -265,11 +266,11 @@ def test_save_on_fat_removes_then_renames():
     p = _path()
     settings.save({"sample_interval_s": 3}, p)
     fat = _FatOs()
-    settings.os = fat
+    fsutil.os = fat  # save() writes through fsutil.write_atomic
     try:
         settings.save({"sample_interval_s": 7}, p)
     finally:
-        settings.os = os
+        fsutil.os = os
     assert fat.renames == 2
     assert _read_json(p) == {"sample_interval_s": 7} and not _exists(p + ".tmp")
 

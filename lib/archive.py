@@ -34,6 +34,7 @@ import os
 import time
 
 import record
+from fsutil import makedirs
 from micropython import const
 
 _CHUNK = const(512)  # bytes read from a file's end to find its last line (lines ~150 B)
@@ -71,19 +72,6 @@ class _Session:
     def ioctl(self, op, arg):
         dev = self._dev
         return -5 if dev is None else dev.ioctl(op, arg)
-
-
-def _mkdirs(path):
-    cur = ""
-    for part in path.split("/"):
-        if not part:
-            cur = "/" if not cur else cur
-            continue
-        cur = cur + part if cur in ("", "/") else cur + "/" + part
-        try:
-            os.mkdir(cur)
-        except OSError:
-            pass  # exists (or the card is gone: the next open says so)
 
 
 def _size(path):
@@ -289,7 +277,7 @@ class Archive:
 
     def _open(self, path, header):
         if self._header_of(path) is None:
-            _mkdirs(path[:path.rfind("/")])
+            makedirs(path[:path.rfind("/")])
             f = open(path, "w")
             f.write(header + "\n")
             return f

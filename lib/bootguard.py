@@ -29,9 +29,9 @@ disables it.
 """
 
 import json
-import os
 
 import machine
+from fsutil import makedirs, write_atomic
 from micropython import const
 
 _HISTORY = const(8)
@@ -59,35 +59,6 @@ def backoff_s(k, backoff_min_s, backoff_max_s):
     """Back-off after the k-th consecutive sensor reset (k >= 1), in s."""
     d = backoff_min_s << (k - 1 if k < 24 else 24)
     return d if d < backoff_max_s else backoff_max_s
-
-
-def write_atomic(path, text):
-    """Write ``text`` to ``path`` so that a power cut leaves the old or the new file."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-    try:
-        os.rename(tmp, path)
-    except OSError:  # FAT: rename does not replace an existing file
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-        os.rename(tmp, path)
-
-
-def _mkdir_for(path):
-    """Create the folders above ``path`` (no os.makedirs on MicroPython)."""
-    cur = "/" if path.startswith("/") else ""
-    for part in path.split("/")[:-1]:
-        if not part:
-            continue
-        cur = cur + part if cur in ("", "/") else cur + "/" + part
-        try:
-            os.mkdir(cur)
-        except OSError:
-            pass
 
 
 class BootGuard:
@@ -164,7 +135,9 @@ class BootGuard:
     # -- boot --------------------------------------------------------------
     def start(self):
         """Count this boot and find its cause; call once, early in boot."""
-        _mkdir_for(self.path)
+        i = self.path.rfind("/")
+        if i > 0:
+            makedirs(self.path[:i])
         f = self._read_file()
         r = self._read_rtc()
         st = f

@@ -23,6 +23,7 @@ settings dict only through ``masked()``.
 import json
 import os
 
+from fsutil import exists, write_atomic
 from micropython import const
 
 PATH = "config.json"  # relative: the board's cwd is "/", the simulator's its flash image
@@ -290,14 +291,6 @@ def _read(path):
     return obj, None
 
 
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 def save(overrides, path=PATH):
     """Write ``overrides`` (a dict) to ``path`` atomically: a temp file is written and
     flushed, then renamed over ``path`` (removing ``path`` first where rename cannot
@@ -306,20 +299,7 @@ def save(overrides, path=PATH):
     for k in sorted(overrides):
         lines.append("  %s: %s" % (json.dumps(k), json.dumps(overrides[k])))
     text = "{\n" + ",\n".join(lines) + "\n}\n" if lines else "{}\n"
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:  # closing commits it (LittleFS: copy-on-write metadata)
-        f.write(text)
-        f.flush()
-    try:
-        os.rename(tmp, path)  # LittleFS and POSIX replace the target atomically
-    except OSError:
-        # FAT: rename onto an existing file fails. A cut between remove and rename leaves
-        # only the complete temp file, which load() recovers.
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-        os.rename(tmp, path)
+    write_atomic(path, text)
 
 
 def _read_nvs_wifi(log):
@@ -369,7 +349,7 @@ def load(path=PATH, defaults=None, log=print, nvs=True):
     cfg = dict(defaults)
     try:
         raw, err = _read(path)
-        if raw is None and err is None and _exists(path + ".tmp"):
+        if raw is None and err is None and exists(path + ".tmp"):
             raw, err = _read(path + ".tmp")  # a cut during save() on FAT: temp is complete
             if raw is not None:
                 try:

@@ -60,9 +60,10 @@ def _check_config(path, defaults):
     """The overrides in ``path``, checked with lib/settings.py; DeployError if any is bad."""
     import importlib.util
 
-    fakes = str(ROOT / "host_tests" / "fakes")  # lib/settings.py imports ``micropython``
-    if fakes not in sys.path:
-        sys.path.append(fakes)
+    # lib/settings.py imports ``micropython`` (a fake here) and lib/fsutil.py
+    for extra in (str(ROOT / "host_tests" / "fakes"), str(ROOT / "lib")):
+        if extra not in sys.path:
+            sys.path.append(extra)
     spec = importlib.util.spec_from_file_location("board_settings", ROOT / "lib" / "settings.py")
     assert spec is not None and spec.loader is not None
     settings = importlib.util.module_from_spec(spec)
