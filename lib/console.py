@@ -228,19 +228,23 @@ def _raw_tail(log, n):
     yield from _scan(log, log.committed_seqn - n + 1)
 
 
+def _source(log, t0, t1):
+    """(seqn, raw) of every record, or of those with ``t0 <= time < t1`` (either bound
+    may be None) through the time index."""
+    if t0 is None and t1 is None:
+        return _scan(log, 0)
+    a = utc_ms_of(t0)
+    b = utc_ms_of(t1)
+    return _raw_between(log, 0 if a is None else a, _NO_END if b is None else b)
+
+
 def records(t0=None, t1=None):
     """Generator of ``(seqn, decoded record)`` for scripts: every record, or those with
     ``t0 <= time < t1`` when a bound is given.  Undecodable records are skipped."""
     log = _log()
     if log is None:
         return
-    if t0 is None and t1 is None:
-        src = _scan(log, 0)
-    else:
-        a = utc_ms_of(t0)
-        b = utc_ms_of(t1)
-        src = _raw_between(log, 0 if a is None else a, _NO_END if b is None else b)
-    for seqn, raw in src:
+    for seqn, raw in _source(log, t0, t1):
         try:
             yield seqn, record.decode(raw)
         except ValueError:
@@ -324,14 +328,8 @@ def dump(writer=print, since=None, until=None):
     cols = record.csv_columns()
     writer(",".join(cols))
     epochs = _epochs()
-    if since is None and until is None:
-        src = _scan(log, 0)
-    else:
-        a = utc_ms_of(since)
-        b = utc_ms_of(until)
-        src = _raw_between(log, 0 if a is None else a, _NO_END if b is None else b)
     count = 0
-    for seqn, raw in src:
+    for seqn, raw in _source(log, since, until):
         try:
             writer(record.csv_line(seqn, record.decode(raw), cols, epochs))
         except ValueError:
