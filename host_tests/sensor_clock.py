@@ -19,12 +19,16 @@ class VirtualClock:
         self.slept_us = 0
         self._saved = []
 
+    def _us(self):
+        """Microseconds, unwrapped (subclasses may derive them from another clock)."""
+        return self.us
+
     # -- the ``time`` API used by drivers and device models
     def ticks_us(self):
-        return self.us & _MASK
+        return self._us() & _MASK
 
     def ticks_ms(self):
-        return (self.us // 1000) & _MASK
+        return (self._us() // 1000) & _MASK
 
     def ticks_add(self, ticks, delta):
         return (ticks + delta) & _MASK

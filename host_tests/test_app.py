@@ -26,47 +26,28 @@ import support
 import tslog
 from am2320_device import AM2320Device
 from bmp180_device import BMP180Device
+from sensor_clock import VirtualClock
 
 BUS = 1
 SPEED = 5  # 2 s slots = 400 ms of wall time: room for a busy machine's jitter
 _PERIOD = 1 << 30
-_MASK = _PERIOD - 1
-_HALF = _PERIOD // 2
 
 
-class ScaledTime:
+class ScaledTime(VirtualClock):
     """``time`` running SPEED x faster: ticks and sleeps both scaled, so threads agree."""
 
     def __init__(self, speed):
+        VirtualClock.__init__(self)
         self.speed = speed
         self._t0 = time.ticks_us()
         self._base = (_PERIOD - 20_000) * 1000  # start 20 s before the ticks_ms wrap
-        self._saved = []
 
     def _us(self):
         return self._base + time.ticks_diff(time.ticks_us(), self._t0) * self.speed
 
-    def ticks_us(self):
-        return self._us() & _MASK
-
-    def ticks_ms(self):
-        return (self._us() // 1000) & _MASK
-
-    def ticks_add(self, t, d):
-        return (t + d) & _MASK
-
-    def ticks_diff(self, a, b):
-        return ((a - b + _HALF) & _MASK) - _HALF
-
     def sleep_us(self, us):
         if us > 0:
             time.sleep_us(max(1, us // self.speed))
-
-    def sleep_ms(self, ms):
-        self.sleep_us(ms * 1000)
-
-    def sleep(self, s):
-        self.sleep_us(int(s * 1000000))
 
     # wall-clock functions are the real ones (UTC is not scaled)
     def time(self):
@@ -83,17 +64,6 @@ class ScaledTime:
 
     def gmtime(self, *a):
         return time.gmtime(*a)
-
-    def install(self, *modules):
-        for m in modules:
-            self._saved.append((m, m.time))
-            m.time = self
-        return self
-
-    def uninstall(self):
-        while self._saved:
-            m, t = self._saved.pop()
-            m.time = t
 
 
 class FakeClock:
