@@ -662,8 +662,10 @@ class TSLog:
 
     # ---------------------------------------------------------------- set-up
     def _meta_line(self):
-        return "tslog1 %d %d %d %s" % (self.record_size, self.bucket_size, self.nreaders,
-                                       self.format)
+        # rstrip: without a format the line would end in a space, which the stripped line
+        # read back never equals, so every open would rewrite the meta file.
+        return ("tslog1 %d %d %d %s" % (self.record_size, self.bucket_size, self.nreaders,
+                                        self.format)).rstrip()
 
     def _read_slot(self, h, index, seqn, buf):
         """Read slot ``index`` of open bucket ``h`` into ``buf``; True if valid, ``seqn``."""
