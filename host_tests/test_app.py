@@ -277,8 +277,9 @@ def test_stalled_server_does_not_delay_sampling_with_the_thread():
 
 
 def test_uploader_stall_stops_the_watchdog_and_records_the_cause():
-    # 5 s of scaled time = 0.5 s of wall time: shorter than one stalled handshake
-    a, stats, logs = _stalled_run(threaded=True, upload_stall_ms=5000, run_s=21)
+    # 2.5 s of scaled time = 0.5 s of wall time: shorter than one stalled handshake
+    # (its socket timeout is 1 s of wall time)
+    a, stats, logs = _stalled_run(threaded=True, upload_stall_ms=2500, run_s=21)
     assert a._stall_noted and any("watchdog not fed" in m for m in logs)
     with open(a.guard.path) as f:
         assert json.loads(f.read())["pending"] == "uploader_stall"
