@@ -68,7 +68,9 @@ def tmpdir(name="t"):
     """A new, empty directory for one test (under $HOST_TEST_TMP)."""
     base = os.getenv("HOST_TEST_TMP") or "/tmp/host_tests"
     _counter[0] += 1
-    path = "%s/%s-%s-%d" % (base, "mp" if IS_MICROPYTHON else "cp", name, _counter[0])
+    # xdist workers share the base: without the worker's name two of them collide
+    worker = os.getenv("PYTEST_XDIST_WORKER") or "w"
+    path = "%s/%s-%s-%s-%d" % (base, "mp" if IS_MICROPYTHON else "cp", worker, name, _counter[0])
     rmtree(path)
     makedirs(path)
     return path
