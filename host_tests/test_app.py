@@ -10,6 +10,7 @@ down) or at a server that accepts connections and never answers.
 import _thread
 import json
 import socket
+import sys
 import time
 
 import am2320
@@ -173,6 +174,22 @@ def test_offline_run_stores_every_slot():
         assert abs(r[1] - 3.5) < 0.06 and abs(r[4] - 101325) < 3
     times = [r[0] for _, r in recs]  # ms since boot, 2 s apart (drift-free)
     assert all(1900 < b - a_ < 2600 for a_, b in zip(times, times[1:])), times
+
+
+def test_console_is_not_loaded_by_the_firmware_and_finds_its_parts_when_imported():
+    sys.modules.pop("console", None)
+    d = support.tmpdir("app")
+    a, st, _, _ = _start(d, _cfg(d))
+    try:
+        assert "console" not in sys.modules  # its code takes no heap until someone asks
+        import console  # what a person types at the REPL
+
+        assert console._parts["log"] is a.queue and console._parts["sampler"] is a.sampler
+        assert console.status()["version"] == app.VERSION
+        console.detach()
+    finally:
+        _finish(a, st)
+        a.queue.close()
 
 
 def test_clock_set_during_run_and_health_snapshot():

@@ -75,6 +75,7 @@ _UPLOADER_STACK = const(16384)  # mbedTLS handshake needs more than the default 
 
 VERSION = "1.0.0"
 board = None  # the App built by boot()
+console_parts = None  # the live objects lib/console.py shows (set by App.setup)
 run_limit_s = None  # default stop_after_s of run() (simulator)
 on_iteration = None  # default on_iteration of run() (simulator)
 
@@ -198,13 +199,17 @@ class App:
             self.wifi = self._make_wifi()
         self._make_uplink()
         self.archive = self._make_archive()
-        try:  # the REPL's helpers (console.status() etc.) see the live objects
-            import console
-            console.attach(log=self.queue, lock=self.lock, sender=self.sender, wifi=self.wifi,
-                           clock=self.clock, sampler=self.sampler, guard=self.guard,
-                           version=VERSION, config=self.cfg, dead_path="data/dead.log")
-        except Exception as e:  # noqa: BLE001 - the console is a convenience
-            log("app: console not attached: %s" % e)
+        # The REPL's helpers (console.status() etc.) see the live objects. Not imported
+        # here: console picks these up when a person imports it, so its code (~9 KB of
+        # heap) is loaded only then.
+        global console_parts
+        console_parts = dict(log=self.queue, lock=self.lock, sender=self.sender,
+                             wifi=self.wifi, clock=self.clock, sampler=self.sampler,
+                             guard=self.guard, version=VERSION, config=self.cfg,
+                             dead_path="data/dead.log")
+        mod = sys.modules.get("console")
+        if mod is not None:  # imported before this set-up (a REPL session, tests)
+            mod.attach(**console_parts)
         if self.c("webrepl_password"):
             try:
                 import webrepl

@@ -13,13 +13,16 @@ dict, ``tail`` a list of ``(seqn, record)``, the others a count).  Long outputs 
 streamed one record at a time (``writer`` is called once per line), never collected in
 RAM, so a week of records is listed within a 64 KB heap.
 
-Live state comes from the firmware, which calls ``attach(log=..., lock=..., sender=...,
-wifi=..., clock=..., sampler=..., guard=..., version=...)`` at boot (every part is
-optional).  Without an attached log (a soft-reset board, or ``tools/pull --image``) the
-console opens the TSLog folder itself (``tslog_dir`` of ``config.json``, default
-``data/q``) with the parameters written in its ``meta`` file, read-only in effect: it
-never commits a reader cursor.  ``lock`` (the lock the sampler and uploader hold around
-TSLog calls) is taken around each single log access, never across a printed line.
+Live state comes from the firmware: at import the console takes ``app.console_parts``
+(set by the running firmware; the firmware does not import the console, so its code
+takes no heap until someone uses it), and ``attach(log=..., lock=..., sender=...,
+wifi=..., clock=..., sampler=..., guard=..., version=...)`` adds or replaces parts
+(every part is optional).  Without an attached log (a soft-reset board, or
+``tools/pull --image``) the console opens the TSLog folder itself (``tslog_dir`` of
+``config.json``, default ``data/q``) with the parameters written in its ``meta`` file,
+read-only in effect: it never commits a reader cursor.  ``lock`` (the lock the sampler
+and uploader hold around TSLog calls) is taken around each single log access, never
+across a printed line.
 
 Times: ``between`` and ``dump(since=, until=)`` take UTC strings
 ``"YYYY-MM-DDTHH:MM:SSZ"`` (also ``"YYYY-MM-DD"``, ``"YYYY-MM-DDTHH:MM"``, fractions of a
@@ -33,12 +36,17 @@ buckets that overlap it; otherwise the console scans the log.
 
 import gc
 import os
+import sys
 import time
 
 import record
 import tslog
 
 _parts = {}  # what the firmware attached: see attach()
+_app = sys.modules.get("app")  # the running firmware, if any (never imported from here)
+if _app is not None and getattr(_app, "console_parts", None):
+    _parts.update(_app.console_parts)
+_app = None
 _NO_END = 1 << 62  # "no upper bound" in UTC ms
 _DEFAULT_DIR = "data/q"
 COMMANDS = (
