@@ -553,12 +553,19 @@ class App:
 
 
 def load_settings(log=print):
-    """The settings dict (``settings.load()``), or config.DEFAULTS / {} if that fails."""
+    """The settings dict (``settings.load()``), or config.DEFAULTS / {} if that fails.
+
+    The settings and config modules are dropped again: needed only at boot (and at the
+    REPL, which imports them anew), their code would hold ~12 KB of a 32-bit board's heap.
+    """
     try:
         import settings
         return settings.load(log=log)
     except Exception as e:  # noqa: BLE001 - a broken settings module must not stop logging
         log("app: settings not loaded (%s): defaults used" % e)
+    finally:
+        for name in ("settings", "config"):
+            sys.modules.pop(name, None)
     try:
         import config
         return dict(config.DEFAULTS)
