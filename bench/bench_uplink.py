@@ -30,8 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "host_tests" / "fakes")]
 BIN = Path(sys.executable).parent
 MP = str(BIN / "micropython")
-# 64k is the issue's target; on the 64-bit unix port the code alone fills it (a 32-bit
-# ESP32 needs roughly half for the same bytecode), so the next sizes show where it fits.
+# A 32-bit build (the ESP32's pointer size; README.md: "A 32-bit MicroPython for figures")
+# runs first when given: MICROPYTHON32=/path/to/micropython.
+MP32 = os.environ.get("MICROPYTHON32")
+# 64k is the issue's target: a 32-bit build drains in it; on the 64-bit unix port the code
+# takes ~1.4x the heap and nearly fills it, so the next sizes show where it fits there.
 HEAPS = ("64k", "80k", "88k", "96k")
 SEED_HEAPS = ("64k", "96k", "2m")
 MODULES = ("lib/https.py", "lib/oauth.py", "lib/record.py", "lib/sender.py", "lib/tslog.py",
@@ -46,12 +49,12 @@ def compile_mpy():
                         str(ROOT / src)], check=True)
 
 
-def run(heap, module, argv):
+def run(heap, module, argv, mp=MP):
     """Run ``module`` (.mpy) with ``argv``; returns (stdout lines, last error line, wall s)."""
     env = dict(os.environ, MICROPYPATH=":".join([MPY_DIR, str(ROOT / "host_tests" / "fakes"),
                                                  ".frozen"]))
     t0 = time.monotonic()
-    p = subprocess.run([MP, "-X", "heapsize=" + heap, "-c", "import sys; sys.argv[1:] = %r; "
+    p = subprocess.run([mp, "-X", "heapsize=" + heap, "-c", "import sys; sys.argv[1:] = %r; "
                         "import %s" % (list(argv), module)], env=env, capture_output=True,
                        text=True, cwd=str(ROOT), timeout=3600)
     err = [ln.strip() for ln in (p.stderr or p.stdout).splitlines() if ln.strip()]
@@ -62,16 +65,17 @@ def kb(n):
     return "%.1f KB" % (n / 1024)
 
 
-def ours(srv, d, n, heap):
-    dev = d + "/dev-" + heap
+def ours(srv, d, n, heap, mp=MP):
+    tag = ("32-" if mp != MP else "") + heap
+    dev = d + "/dev-" + tag
     os.makedirs(dev)
     cfg = {"url": "https://localhost:%d" % srv.port, "ca": srv.ca_der, "dir": dev,
            "user": "admin", "password": "admin", "count": n, "batch_max": 16,
            "measure_heap": True, "deadline_s": 3000, "store_during": n // 40,
-           "symbol": "esp" + heap}
+           "symbol": "esp" + tag}
     with open(dev + ".json", "w") as f:
         json.dump(cfg, f)
-    out, err, wall = run(heap, "uplink_device", [dev + ".json"])
+    out, err, wall = run(heap, "uplink_device", [dev + ".json"], mp)
     code, phases, figs = None, {}, None
     for line in out:
         if line.startswith("@@CODE "):  # uplink modules, then uplink modules and TSLog
@@ -80,7 +84,7 @@ def ours(srv, d, n, heap):
             phases[line.split()[1]] = int(line.split()[2])
         elif line.startswith("@@DEVICE "):
             figs = json.loads(line[9:])
-    head = "  ours, heapsize=%s:" % heap
+    head = "  ours, %sheapsize=%s:" % ("32-bit, " if mp != MP else "", heap)
     if code and len(code) == 1:
         print("%s code: uplink modules %s, then TSLog did not fit" % (head, kb(code[0])))
         head = "    "
@@ -176,10 +180,12 @@ def main():
     d = tempfile.mkdtemp(prefix="bench_uplink-")
     compile_mpy()
     print("uplink drain of %d queued records (43200 = one day at 0.5 Hz), modules as .mpy, "
-          "real TSLog, 64-bit unix port" % n)
+          "real TSLog, 64-bit unix port%s" % (n, " and a 32-bit build" if MP32 else ""))
     try:
         srv = IngestServer(d + "/srv", {}, port=0).start()
         try:
+            if MP32:
+                ours(srv, d, n, "64k", MP32)
             for heap in HEAPS:
                 if ours(srv, d, n, heap):
                     break
