@@ -22,6 +22,11 @@ def _run(mod, name):
         return
     try:
         f()
+    except support.Skip as e:
+        print("@@RESULT", name, "skip")
+        print(e.args[0] if e.args else "skipped")
+        print("@@END")
+        return
     except Exception as e:  # noqa: BLE001 - report every failure
         buf = io.StringIO()
         sys.print_exception(e, buf)

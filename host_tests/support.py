@@ -13,6 +13,20 @@ _counter = [0]
 # MicroPython functions take no attributes, so markers live here, keyed by function.
 ONLY = {}
 
+try:  # CPython: pytest's own skip, so pytest reports it as one
+    import pytest
+
+    Skip = pytest.skip.Exception
+except ImportError:  # MicroPython: mp_runner.py reports it as a skip
+
+    class Skip(Exception):
+        pass
+
+
+def skip(reason):
+    """Skip the running test at run time (e.g. a tool it needs is not there)."""
+    raise Skip(reason)
+
 
 def cpython_only(reason):
     """Mark a test that cannot run under MicroPython; ``reason`` says why."""

@@ -57,7 +57,7 @@ def mpy_dir():
     return _MPY[0]
 
 
-def _run_device(d, srv, timeout=240, heap=None, **cfg):
+def _run_device(d, srv, timeout=240, heap=None, mp=None, **cfg):
     conf = {"url": "https://localhost:%d" % srv.port, "ca": srv.ca_der, "dir": d + "/dev",
             "user": "admin", "password": "admin"}
     conf.update(cfg)
@@ -67,7 +67,7 @@ def _run_device(d, srv, timeout=240, heap=None, **cfg):
         json.dump(conf, f)
     env = dict(os.environ, MICROPYPATH=":".join(
         [mpy_dir(), str(ROOT / "host_tests" / "fakes"), ".frozen"]))
-    args = [MP] + (["-X", "heapsize=" + heap] if heap else [])
+    args = [mp or MP] + (["-X", "heapsize=" + heap] if heap else [])
     p = subprocess.run(args + ["-c", "import sys; sys.argv[1:] = [%r]; import uplink_device"
                                % path], env=env, capture_output=True, text=True,
                        timeout=timeout, cwd=str(ROOT))
@@ -298,11 +298,24 @@ def test_drain_one_day_backlog_while_sampling():
     stored during the drain): all arrive exactly once, and the live heap during the
     drain stays within a few KB of the heap before sending (it does not grow with the
     backlog).  About 40 s."""
+    _drain_one_day(DRAIN_HEAP)
+
+
+def test_drain_one_day_in_64k_on_a_32_bit_build():
+    """The same drain in ``-X heapsize=64k`` on a 32-bit build (README.md, "A 32-bit
+    MicroPython"): skipped unless ``MICROPYTHON32`` names one."""
+    mp32 = os.environ.get("MICROPYTHON32")
+    if not mp32:
+        support.skip("needs MICROPYTHON32=<a 32-bit micropython> (README.md)")
+    _drain_one_day("64k", mp32)
+
+
+def _drain_one_day(heap, mp=None):
     d = support.tmpdir("e2e-drain")
     srv = _server(d)
     n, more = 43200, 1080
     try:
-        figs = _run_device(d, srv, heap=DRAIN_HEAP, count=n, store_during=more, batch_max=16,
+        figs = _run_device(d, srv, heap=heap, mp=mp, count=n, store_during=more, batch_max=16,
                            measure_heap=True, deadline_s=600, timeout=900)
         seqs = _seqs(srv)
     finally:
