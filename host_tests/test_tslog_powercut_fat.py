@@ -17,13 +17,11 @@ It also counts the cuts after which committed records were lost (printed,
 not asserted): the figure that says how far FAT is from LittleFS.
 """
 
-import gc
-
 import vfs
 
 import tslog
 from flash import FlashBlockDevice, PowerCut
-from tslog_workload import FMT, Progress, values, workload
+from tslog_workload import FMT, cut_sweep, values, workload
 
 MNT = "/flash_fat"
 
@@ -76,30 +74,13 @@ def sweep(torn):
     _umount()
     dev = FlashBlockDevice(block_size=4096, block_count=64)  # ESP32: 4096-byte sectors
     vfs.VfsFat.mkfs(dev)
-    base = bytes(dev.data)
-    vfs.mount(vfs.VfsFat(dev), MNT)
-    start = dev.writes
-    workload(_open, Progress(), 36)
-    total_writes = dev.writes - start
-    _umount()
-    cuts = 0
     seen = {"ok": 0, "lost": 0, "damaged": 0}
-    for k in range(1, total_writes + 1):
-        dev.data[:] = base
-        dev.restore()
-        vfs.mount(vfs.VfsFat(dev), MNT)
-        p = Progress()
-        dev.cut_after(k, torn)
-        try:
-            workload(_open, p, 36)
-        except PowerCut:
-            cuts += 1
-        _umount()
-        dev = dev.reboot()
-        gc.collect()
-        vfs.mount(vfs.VfsFat(dev), MNT)
+
+    def recover(_dev, p):
         seen[check(p)] += 1
-        _umount()
+
+    total_writes, cuts = cut_sweep(dev, lambda d, p: workload(_open, p, 36), recover, torn,
+                                   lambda d: vfs.mount(vfs.VfsFat(d), MNT), _umount)
     print("tslog FAT power-cut sweep: %d writes, %d cuts, torn=%s: intact %d, committed records"
           " lost %d, volume damaged %d" % (total_writes, cuts, torn, seen["ok"], seen["lost"],
                                            seen["damaged"]))

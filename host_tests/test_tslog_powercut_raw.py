@@ -7,11 +7,9 @@ log's end. The partition is tiny (512-byte blocks) so that the workload wraps
 the data ring twice and switches cursor blocks (28 entries each) twice.
 """
 
-import gc
-
 import tslog
-from flash import FlashBlockDevice, PowerCut
-from tslog_workload import FMT, Progress, check, time_of, workload
+from flash import FlashBlockDevice
+from tslog_workload import FMT, check, cut_sweep, time_of, workload
 
 
 def _open(dev):
@@ -31,23 +29,9 @@ def _check(dev, p):
 
 def sweep(torn):
     dev = FlashBlockDevice(block_size=512, block_count=8)  # 6 x 14 records in the ring
-    base = bytes(dev.data)
-    start = dev.writes
-    workload(lambda: _open(dev), Progress(), 160, read_every=3, read_stop=7)
-    total_writes = dev.writes - start
-    cuts = 0
-    for k in range(1, total_writes + 1):
-        dev.data[:] = base
-        dev.restore()
-        p = Progress()
-        dev.cut_after(k, torn)
-        try:
-            workload(lambda d=dev: _open(d), p, 160, read_every=3, read_stop=7)
-        except PowerCut:
-            cuts += 1
-        dev = dev.reboot()
-        gc.collect()
-        _check(dev, p)
+    total_writes, cuts = cut_sweep(
+        dev, lambda d, p: workload(lambda: _open(d), p, 160, read_every=3, read_stop=7),
+        _check, torn)
     print("tslog raw-partition power-cut sweep: %d writes, %d cuts, torn=%s"
           % (total_writes, cuts, torn))
     return cuts

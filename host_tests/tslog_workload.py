@@ -5,7 +5,10 @@ and then, a clean reopen half way; ``Progress`` records what a returned commit m
 durable, which the checks hold the log to after each cut.
 """
 
+import gc
 import struct
+
+from flash import PowerCut
 
 FMT = "<IIf"
 
@@ -46,6 +49,43 @@ def workload(open_log, p, total, read_every=10, read_stop=12):
             p.cursor = r.seqn
     p.committed = log.commit()
     log.close()
+
+
+def cut_sweep(dev, run, recover, torn, mount=None, umount=None):
+    """Cut the power at each flash write ``run(dev, p)`` makes, one cut a run on a copy of
+    ``dev`` as it is now; after each cut: reboot the chip, then ``recover(dev, p)``.
+    ``mount(dev)``/``umount()`` wrap every run and every recovery (a filesystem).
+    Returns (writes of an uncut run, runs a cut stopped)."""
+    base = bytes(dev.data)
+    if mount:
+        mount(dev)
+    start = dev.writes
+    run(dev, Progress())
+    total = dev.writes - start
+    if umount:
+        umount()
+    cuts = 0
+    for k in range(1, total + 1):
+        dev.data[:] = base
+        dev.restore()
+        if mount:
+            mount(dev)
+        p = Progress()
+        dev.cut_after(k, torn)
+        try:
+            run(dev, p)
+        except PowerCut:
+            cuts += 1
+        if umount:
+            umount()
+        dev = dev.reboot()
+        gc.collect()  # finalizers of handles abandoned at the cut meet a dead chip
+        if mount:
+            mount(dev)
+        recover(dev, p)
+        if umount:
+            umount()
+    return total, cuts
 
 
 def check(log, p):
