@@ -6,6 +6,11 @@ against temperature, and pressure drifting over days with a small semi-diurnal t
 ``WeatherAM2320`` / ``WeatherBMP180`` are the fakes from host_tests/fakes whose physical
 ``temperature_c`` / ``humidity_rh`` / ``pressure_pa`` follow it (writes are ignored), so
 the firmware's drivers read the curve through the chips' real protocols.
+
+Each conversion adds the sensor's own noise (``Noise``, a seeded Gaussian): AM2320
+sigma 0.05 degC and 0.1 %RH (its last digit flickers, as a real one does), BMP180
+sigma 0.05 degC and 3 Pa (oss 3). A flat line would make the queue's compression and
+every figure measured on simulated data look better than a real roof.
 """
 
 import math
@@ -15,6 +20,32 @@ from am2320_device import AM2320Device
 from bmp180_device import BMP180Device
 
 _DAY = 86400.0
+
+
+class Noise:
+    """Seeded Gaussian noise (Box-Muller over a 32-bit xorshift): the same sequence under
+    CPython and MicroPython for a seed, independent of the ``random`` module."""
+
+    def __init__(self, seed):
+        self._x = (seed * 2654435761 + 1) & 0xFFFFFFFF or 1
+        self._spare = None
+
+    def _uniform(self):
+        x = self._x
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self._x = x
+        return (x + 1) / 4294967297.0  # in (0, 1)
+
+    def gauss(self, sigma):
+        if self._spare is not None:
+            z, self._spare = self._spare, None
+            return z * sigma
+        r = math.sqrt(-2.0 * math.log(self._uniform()))
+        a = 2 * math.pi * self._uniform()
+        self._spare = r * math.sin(a)
+        return r * math.cos(a) * sigma
 
 
 class Weather:
@@ -60,14 +91,20 @@ def ramp_pressure(utc_ms):
     return 95000.0 + (utc_ms % 1_000_000) / 100.0
 
 
+AM2320_NOISE = (0.05, 0.1)  # sigma: degC, %RH
+BMP180_NOISE = (0.05, 3.0)  # sigma: degC, Pa (oss 3)
+
+
 class WeatherAM2320(AM2320Device):
-    def __init__(self, weather, **kw):
+    def __init__(self, weather, noise=AM2320_NOISE, seed=2, **kw):
         self.weather = weather
+        self.noise = noise
+        self._rng = Noise(seed)
         super().__init__(**kw)
 
     @property
     def temperature_c(self):
-        return self.weather.temperature_c()
+        return self.weather.temperature_c() + self._rng.gauss(self.noise[0])
 
     @temperature_c.setter
     def temperature_c(self, value):
@@ -75,7 +112,7 @@ class WeatherAM2320(AM2320Device):
 
     @property
     def humidity_rh(self):
-        return self.weather.humidity_rh()
+        return self.weather.humidity_rh() + self._rng.gauss(self.noise[1])
 
     @humidity_rh.setter
     def humidity_rh(self, value):
@@ -83,13 +120,29 @@ class WeatherAM2320(AM2320Device):
 
 
 class WeatherBMP180(BMP180Device):
-    def __init__(self, weather, **kw):
+    """One noise pair per measurement: the chip's temperature and pressure conversions of
+    one ``measure()`` see the same draw, so the temperature's noise does not leak into the
+    compensated pressure (which would make it ten times noisier than the datasheet's)."""
+
+    def __init__(self, weather, noise=BMP180_NOISE, seed=3, **kw):
         self.weather = weather
+        self.noise = noise
+        self._rng = Noise(seed)
+        self._drawn_ms = None
+        self._pair = (0.0, 0.0)
         super().__init__(**kw)
+
+    def _noise(self, i):
+        now = time.ticks_ms()
+        if self._drawn_ms is None or time.ticks_diff(now, self._drawn_ms) > 200:
+            self._drawn_ms = now
+            self._pair = (self._rng.gauss(self.noise[0]), self._rng.gauss(self.noise[1]))
+        return self._pair[i]
 
     @property
     def temperature_c(self):
-        return self.weather.temperature_c() + 0.4  # the board warms its own sensor a little
+        # the board warms its own sensor a little
+        return self.weather.temperature_c() + 0.4 + self._noise(0)
 
     @temperature_c.setter
     def temperature_c(self, value):
@@ -97,7 +150,7 @@ class WeatherBMP180(BMP180Device):
 
     @property
     def pressure_pa(self):
-        return self.weather.pressure()
+        return self.weather.pressure() + self._noise(1)
 
     @pressure_pa.setter
     def pressure_pa(self, value):
