@@ -25,10 +25,10 @@ DEFAULTS = {
     # -- sampling and the on-flash queue (TSLog)
     "sample_interval_s": 2,  # s between samples (the AM2320 needs >= 2 s)
     "send_interval_s": 10,  # s between upload attempts
-    "commit_delta": 16,  # samples between TSLog commits (flash syncs)
-    "tslog_dir": "data/q",  # queue folder, relative to the filesystem root
-    "bucket_size": 1024,  # records per TSLog bucket file
-    "tslog_partition": "",  # label of a raw data partition for the queue; "" = tslog_dir
+    "commit_delta": 16,  # samples between TSLog commits: at most this many lost on a power cut
+    "tslog_partition": "tslog",  # data partition for the queue (make flash creates it)
+    "tslog_dir": "data/q",  # queue folder when the board has no such partition
+    "bucket_size": 1024,  # records per TSLog bucket file (folder queue only)
     # -- upload to TimeBase WebAdmin (or tools/ingest)
     "tb_host": "",  # base URL "https://host:port"; "" = do not upload (samples queue up)
     "tb_ca_file": "ca.der",  # server CA certificate file on flash (DER or PEM)
@@ -46,6 +46,7 @@ DEFAULTS = {
     "backoff_min_ms": 1000,  # ms, first retry delay after a failed upload
     "backoff_max_ms": 300000,  # ms, longest retry delay (exponential backoff cap)
     "timeout_s": 10,  # s per network operation (connect, send, receive)
+    "cursor_commit_s": 60,  # s between saves of the upload position (flash wear)
     # -- health and failure policy
     "health_interval_s": 300,  # s between health records
     "sensor_fail_reset": 30,  # failed samples in a row before a reset (backed off across boots)

@@ -1,4 +1,4 @@
-"""lib/sampler.py: drift-free schedule, missed slots, NaN on failures, time flags (both).
+"""lib/sampler.py: drift-free schedule, missed slots, null flags on failures, time flags (both).
 
 A VirtualClock (host_tests/sensor_clock.py) stands behind ``time`` in the sampler, the
 drivers and the device models, so sleeps cost nothing and the schedule is exact.
@@ -104,10 +104,12 @@ def test_schedule_is_drift_free_across_the_ticks_wrap():
         # the 40th sample started on time: no accumulated drift
         assert max(late for _, late in taken[2:]) == 0
         assert vc.ticks_diff(vc.ticks_ms(), vc.ticks_add(t0, 39 * 2500)) < 400
-        r = store.recs[-1]
-        assert abs(r[1] - 12.3) < 0.06 and abs(r[2] - 67.8) < 0.06
-        assert abs(r[3] - 11.5) < 0.06 and abs(r[4] - 99000) < 2
-        assert r[8] == 7 and r[9] == 0  # boot counter, no FLAG_UTC
+        r = store.recs[-1]  # record v2: integers at the sensors' resolution
+        assert r[1] == 123 and r[2] == 678 and r[3] == 115 and abs(r[4] - 99000) < 2
+        assert r[7] == 7 and r[8] & record.FLAG_MASK == 0  # boot counter, no FLAG_UTC
+        # each record carries its slot's time: exactly one interval apart
+        times = [rec[0] for rec in store.recs]
+        assert all(b - a == 2500 for a, b in zip(times, times[1:])), times
     finally:
         _teardown(vc)
 
@@ -153,8 +155,8 @@ def test_failed_readings_are_nan_and_counted():
         am.on_bus = False
         _run_slots(vc, s, 3)
         r = store.recs[-1]
-        assert r[1] != r[1] and r[2] != r[2]  # NaN
-        assert r[3] == r[3] and r[4] == r[4]  # BMP180 still read
+        assert r[8] & record.FLAG_NO_AM and r[1] == r[2] == 0  # null, sent as null
+        assert not r[8] & record.FLAG_NO_BMP and r[4] > 90000  # BMP180 still read
         assert s.fails["am2320"] == [3, 3] and s.fails["bmp180"] == [0, 0]
         assert s.all_failed == 0 and s.stored == 5
         bmp.on_bus = False
@@ -167,8 +169,9 @@ def test_failed_readings_are_nan_and_counted():
         assert s.fails["am2320"] == [0, 5] and s.fails["bmp180"] == [0, 2]
         assert s.taken == s.stored + s.failed + s.store_errors
         assert len([m for m in logs if "reading failed" in m]) == 2  # once per failure run
-        # the NaN record encodes and sends as null
-        assert record.decode(record.encode(0, [float("nan")] * 5 + [1, 2], 1, 0))[1] != 0
+        # a v1 NaN record (firmware 1.0) still encodes and sends as null
+        rec = record.decode(record.encode(0, [float("nan")] * 5 + [1, 2], 1, 0, version=1))
+        assert dict(record.V1.texts(rec))["am2320_temp"] is None
     finally:
         _teardown(vc)
 
@@ -181,10 +184,10 @@ def test_sensor_missing_at_boot_is_retried():
         assert any("bmp180 not found" in m for m in logs)
         s.start()
         _run_slots(vc, s, 2)
-        assert s.stored == 2 and store.recs[-1][3] != store.recs[-1][3]
+        assert s.stored == 2 and store.recs[-1][8] & record.FLAG_NO_BMP
         machine.attach_i2c(BUS, BMP180Device(temperature_c=5.0))
         _run_slots(vc, s, 1)
-        assert s.sensor_present(1) and abs(store.recs[-1][3] - 5.0) < 0.06
+        assert s.sensor_present(1) and store.recs[-1][3] == 50
         assert any("bmp180 found" in m for m in logs)
     finally:
         _teardown(vc)
@@ -196,12 +199,12 @@ def test_time_is_mono_before_the_clock_is_set_then_utc():
         s.start()
         _run_slots(vc, s, 2)
         r = store.recs[-1]
-        assert r[9] & record.FLAG_UTC == 0
+        assert r[8] & record.FLAG_UTC == 0
         assert 0 <= r[0] < 10000  # ms since boot
         clock.is_set = True
         _run_slots(vc, s, 1)
         r = store.recs[-1]
-        assert r[9] & record.FLAG_UTC and r[0] >= clock.utc0
+        assert r[8] & record.FLAG_UTC and r[0] >= clock.utc0
         assert record.timestamp_of(r) == r[0]
     finally:
         _teardown(vc)
@@ -222,8 +225,8 @@ def test_store_error_is_counted_not_raised():
 def test_stores_into_a_real_tslog_with_commit_delta():
     vc, s, store, clock, logs, _ = _setup()
     try:
-        log = tslog.TSLog(support.tmpdir("sampler"), format=record.FORMAT, bucket_size=8,
-                          commit_delta=4)
+        log = tslog.TSLog(support.tmpdir("sampler"), record_size=record.QUEUE_RECORD_SIZE,
+                          bucket_size=8, commit_delta=4, codec=record.CODEC)
         s._store = log
         s.start()
         _run_slots(vc, s, 6)
@@ -231,11 +234,11 @@ def test_stores_into_a_real_tslog_with_commit_delta():
         r = log.reader(0)
         got = []
         while True:
-            rec = r.next()
+            rec = r.next_record()
             if rec is None:
                 break
-            got.append(rec)
-        assert len(got) == 4 and got[0][8] == 7
+            got.append(record.decode(rec))
+        assert len(got) == 4 and got[0][7] == 7
         log.close()
     finally:
         _teardown(vc)

@@ -1,5 +1,6 @@
-"""Schema evolution: v1 records queued before a firmware update stay readable and uploadable
-after the update adds a layout v2 (both interpreters)."""
+"""Schema evolution: records queued before a firmware update stay readable and uploadable
+after the update adds a layout (both interpreters). The queue holds v1 records (firmware
+1.0: floats), v2 records (today's firmware: integers) and the example update's v3."""
 
 import json
 import time
@@ -13,75 +14,97 @@ from uplink_fakes import FakeWebAdmin
 
 T0 = 1700000000000
 # The example update: two more values before boot/flags (dew point, battery voltage).
-V2_FIELDS = record.FIELDS[:8] + ("dew_point", "battery_v", "boot", "flags")
-V2_FORMAT = "<qfffffIIffHB"
+V3_FIELDS = record.V2.fields[:7] + ("dew_point", "battery_mv", "boot", "flags")
+V3_FORMAT = "<qhHhiIIhHHB"
 
 
 def _v1_values(i):
     return (20.0 + i, 50.5, 21.25, 101325.0 + i, 12.5, 1000 + i, 90000 - i)
 
 
-def _update_to_v2():
-    return record.register(record.Layout(2, V2_FORMAT, V2_FIELDS), current=True)
+def _v2_values(i):
+    return (200 + i, 505, 212, 101325 + i, 1000 + i, 91000)
+
+
+def _v3():
+    return record.Layout(
+        3, V3_FORMAT, V3_FIELDS, decimals={"am2320_temp": 1, "am2320_humidity": 1,
+                                           "bmp180_temp": 1, "dew_point": 1},
+        nulls={"am2320_temp": record.FLAG_NO_AM, "am2320_humidity": record.FLAG_NO_AM,
+               "bmp180_temp": record.FLAG_NO_BMP, "bmp180_pressure": record.FLAG_NO_BMP},
+        rare=("heap",), derived={"bmp180_altitude": (2, ("bmp180_pressure",)),
+                                 "mem_free": (3, ("heap", "mem_used"))},
+        send=record.SENSOR_FIELDS + ("dew_point", "battery_mv"))
+
+
+def _update_to_v3():
+    return record.register(_v3(), current=True)
 
 
 def _restore():
-    """The record module is shared by every test in this process: back to v1 only."""
-    record.LAYOUTS.pop(2, None)
-    record.CURRENT = 1
+    """The record module is shared by every test in this process: back to v1 and v2."""
+    record.LAYOUTS.pop(3, None)
+    record.CURRENT = 2
 
 
 def _queue(folder):
     return tslog.TSLog(folder, record_size=record.QUEUE_RECORD_SIZE, bucket_size=8,
-                       commit_delta=4, time_of=record.time_of)
+                       commit_delta=4, time_of=record.time_of, codec=record.CODEC)
 
 
 def test_v1_is_unchanged_and_versionless():
-    buf = record.encode(T0, _v1_values(0), 3, record.FLAG_UTC)
+    buf = record.encode(T0, _v1_values(0), 3, record.FLAG_UTC, version=1)
     assert len(buf) == record.SIZE == 39 and buf[-1] == record.FLAG_UTC  # version bits 0
     assert record.decode(buf) == (T0,) + _v1_values(0) + (3, record.FLAG_UTC)
     assert record.layout_of(buf) is record.V1 and record.V1.values == record.SENSOR_FIELDS
     assert record.V1.floats[1:8] == (True,) * 5 + (False,) * 2
     assert record.time_of(buf) == T0
-    assert record.time_of(record.encode(5000, _v1_values(0), 3, 0)) is None  # untimed
+    assert record.time_of(record.encode(5000, _v1_values(0), 3, 0, version=1)) is None
 
 
 def test_decode_refuses_unknown_layout_and_wrong_length():
-    buf = bytearray(record.encode(T0, _v1_values(0), 3, record.FLAG_UTC))
+    buf = bytearray(record.encode(T0, _v2_values(0), 3, record.FLAG_UTC))
     buf[-1] |= 7 << 5  # v8: not registered
     e = support.raises(ValueError, record.decode, bytes(buf))
     assert "v8" in str(e)
-    e = support.raises(ValueError, record.decode, record.encode(T0, _v1_values(0), 3, 1) + b"x")
-    support.raises(ValueError, record.encode, T0, _v1_values(0)[:6], 3, 1)
+    e = support.raises(ValueError, record.decode, record.encode(T0, _v2_values(0), 3, 1) + b"x")
+    support.raises(ValueError, record.encode, T0, _v2_values(0)[:5], 3, 1)
+    # the queue refuses to store what its codec could not read back
+    log = _queue(support.tmpdir("schema"))
+    support.raises(ValueError, log.store_record, bytes(buf))
+    support.raises(ValueError, log.store_record, record.encode(T0, _v2_values(0), 3, 1)[:-2])
 
 
 def test_register_rules():
     try:
-        lay = _update_to_v2()
-        assert record.CURRENT == 2 and lay.size == 47 and lay.values[-2:] == V2_FIELDS[8:10]
-        assert record.register(record.Layout(2, V2_FORMAT, V2_FIELDS)) is not None  # same: ok
+        lay = _update_to_v3()
+        assert record.CURRENT == 3 and lay.size == 33 and lay.values[-2:] == V3_FIELDS[7:9]
+        assert record.register(_v3()) is not None  # the same again: ok
         support.raises(ValueError, record.register,
-                       record.Layout(2, "<qfffffIIfHB", V2_FIELDS[:9] + V2_FIELDS[10:]))
-        support.raises(ValueError, record.Layout, 3, "<qfHB", ("time_ms", "x", "flags", "boot"))
-        support.raises(ValueError, record.Layout, 3, "<qfHB", ("time_ms", "boot", "flags"))
-        big = "<q" + "d" * 6 + "HB"  # 59 bytes: more than a queue slot holds
+                       record.Layout(3, "<qhHhiIIhHB", V3_FIELDS[:8] + V3_FIELDS[9:]))
+        support.raises(ValueError, record.Layout, 4, "<qfHB", ("time_ms", "x", "flags", "boot"))
+        support.raises(ValueError, record.Layout, 4, "<qfHB", ("time_ms", "boot", "flags"))
+        big = "<q" + "d" * 6 + "HB"  # 59 bytes: more than a queue record holds
         support.raises(ValueError, record.register, record.Layout(
-            3, big, ("time_ms",) + tuple("v%d" % i for i in range(6)) + ("boot", "flags")))
+            4, big, ("time_ms",) + tuple("v%d" % i for i in range(6)) + ("boot", "flags")))
     finally:
         _restore()
 
 
-def test_write_v1_update_to_v2_read_and_upload_both():
+def test_write_v1_v2_update_to_v3_read_and_upload_all():
     d = support.tmpdir("schema")
     log = _queue(d)
-    for i in range(5):  # the old firmware
-        log.store_record(record.encode(T0 + i * 2000, _v1_values(i), 1, record.FLAG_UTC))
+    for i in range(3):  # records moved over from firmware 1.0's queue
+        log.store_record(record.encode(T0 + i * 2000, _v1_values(i), 1, record.FLAG_UTC,
+                                       version=1))
+    for i in range(3, 5):  # today's firmware
+        log.store_record(record.encode(T0 + i * 2000, _v2_values(i), 1, record.FLAG_UTC))
     log.close()
     try:
-        _update_to_v2()  # the firmware update: same folder, same queue, new layout
+        _update_to_v3()  # the firmware update: same queue, new layout
         log = _queue(d)
         for i in range(5, 9):
-            vals = _v1_values(i) + (9.5 + i, 3.75)
+            vals = _v2_values(i)[:6] + (95 + i, 3750)
             log.store_record(record.encode(T0 + i * 2000, vals, 2, record.FLAG_UTC))
         log.commit()
         # read every record back with its own layout
@@ -93,11 +116,12 @@ def test_write_v1_update_to_v2_read_and_upload_both():
                 break
             rec = record.decode(raw)
             seen.append((r.seqn, record.layout_of(rec).version, rec))
-        assert [s[1] for s in seen] == [1] * 5 + [2] * 4
+        assert [s[1] for s in seen] == [1] * 3 + [2] * 2 + [3] * 4
         assert seen[0][2] == (T0,) + _v1_values(0) + (1, record.FLAG_UTC)
-        assert seen[5][2][8:10] == (14.5, 3.75) and seen[5][2][-2] == 2
+        assert seen[3][2] == (T0 + 3 * 2000,) + _v2_values(3) + (1, record.FLAG_UTC | 1 << 5)
+        assert seen[5][2][7:9] == (100, 3750) and seen[5][2][-2] == 2
         assert record.timestamp_of(seen[8][2]) == T0 + 8 * 2000
-        # the time index reads both layouts' times (time_ms first, flags last in each)
+        # the time index reads every layout's times (time_ms first, flags last in each)
         assert [s for s, _ in log.between(T0 + 3 * 2000, T0 + 7 * 2000)] == [4, 5, 6, 7]
         # upload from a fresh reader over the same log (cursor not committed above)
         log.close()
@@ -112,19 +136,37 @@ def test_write_v1_update_to_v2_read_and_upload_both():
                 break
             time.sleep_ms(1)
         assert srv.order == list(range(1, 10)), srv.order
-        m1, m2 = srv.stored[1], srv.stored[7]
+        m1, m4, m7 = srv.stored[1], srv.stored[4], srv.stored[7]
         assert "dew_point" not in m1 and m1["am2320_temp"] == 20 and m1["mem_free"] == 90000
-        assert m2["dew_point"] == 15.5 and m2["battery_v"] == 3.75 and m2["mem_used"] == 1006
-        assert m2["timestamp"] == record.iso_utc(T0 + 6 * 2000)
+        assert "dew_point" not in m4 and m4["am2320_temp"] == 20.3 and m4["mem_free"] == 89997
+        assert m7["dew_point"] == 10.1 and m7["battery_mv"] == 3750 and m7["mem_used"] == 1006
+        assert m7["timestamp"] == record.iso_utc(T0 + 6 * 2000)
         for m in srv.stored.values():
-            assert "boot" not in m and "flags" not in m
+            assert "boot" not in m and "flags" not in m and "heap" not in m
         # a v1 message is byte-for-byte what the v1 sender produced
         expect = ('{"$type":"weather_record","symbol":"esp2462","timestamp":"%s","seq":1,'
                   '"am2320_temp":20,"am2320_humidity":50.5,"bmp180_temp":21.25,'
                   '"bmp180_pressure":101325,"bmp180_altitude":12.5,"mem_used":1000,'
                   '"mem_free":90000}' % record.iso_utc(T0))
         assert snd.message(1, seen[0][2]) == expect
-        assert json.loads(snd.message(6, seen[5][2]))["dew_point"] == 14.5
+        assert json.loads(snd.message(6, seen[5][2]))["dew_point"] == 10.0
         log.close()
+    finally:
+        _restore()
+
+
+def test_message_bound_covers_every_layout():
+    """A batch never passes batch_bytes, whatever layout its records have (the bound is
+    taken over every registered layout, not v1's fields)."""
+    try:
+        _update_to_v3()
+        srv = FakeWebAdmin()
+        snd = sender.Sender(None, srv, None, "weather-data", "esp246f28a1b2c3",
+                            batch_bytes=1024, log=lambda m: None)
+        worst = record.encode(4102444799999, (-32768, 65535, -32768, (1 << 31) - 1, 1 << 31,
+                                              (1 << 32) - 1, -32768, 65535), 65535,
+                              record.FLAG_UTC)
+        assert len(snd.message(4294967295, record.decode(worst))) <= snd.max_message_bytes
+        assert (snd.max_message_bytes + 1) * snd._batch_max + 1 <= 1024
     finally:
         _restore()

@@ -8,7 +8,7 @@ import oauth
 import record
 import sender
 import support
-from uplink_fakes import FakeWebAdmin, ListReader, resp, sample
+from uplink_fakes import FakeWebAdmin, ListReader, pack, resp, sample
 
 
 class MemDead:
@@ -326,7 +326,7 @@ class _RawReader(ListReader):
         rec = self.next()
         if rec is None or isinstance(rec, bytes):
             return rec
-        return record.encode(rec[0], rec[1:8], rec[8], rec[9])
+        return pack(rec)
 
 
 def test_undecodable_queue_entries_are_dead_lettered_not_blocking():

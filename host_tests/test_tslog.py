@@ -61,7 +61,8 @@ def test_consumed_buckets_deleted_on_rollover():
     while r.next():
         pass
     r.commit()
-    log.store(13, 0, 0)  # opens a new bucket: the three consumed ones go
+    log.store(13, 0, 0)
+    log.commit()  # frames it in a new bucket: the three consumed ones go
     buckets = sorted(n for n in os.listdir(d) if n.startswith("b"))
     assert buckets == ["b0000000013"], buckets
     log.close()
@@ -120,16 +121,16 @@ def test_torn_tail_is_dropped_and_log_continues():
     assert r.next() is None
 
 
-def test_corrupt_record_is_skipped_and_counted():
+def test_corrupt_frame_is_skipped_and_counted():
     d = support.tmpdir("tslog")
     log = _log(d)
-    for i in range(1, 5):
+    for i in range(1, 13):  # bucket 1: frames 1-4, 5-8; bucket 9: frames 9-12
         log.store(i, 0, 0)
     log.close()
-    slot = 6 + 12 + 4
+    frame = 2 + 4 * 13 + 4  # header, 4 records behind their lengths, crc
     with open(d + "/b0000000001", "r+b") as f:
-        f.seek(slot + 8)
-        f.write(b"\xAA")  # flip data of seqn 2
+        f.seek(frame + 10)
+        f.write(b"\xAA")  # flip data of seqn 5 or 6
     log = _log(d)
     r = log.reader(0)
     got = []
@@ -138,7 +139,7 @@ def test_corrupt_record_is_skipped_and_counted():
         if rec is None:
             break
         got.append(rec[0])
-    assert got == [1, 3, 4]
+    assert got == [1, 2, 3, 4, 9, 10, 11, 12]  # frames chain: the rest of bucket 1 goes
     assert log.corrupt == 1
 
 
@@ -185,10 +186,14 @@ def _drain(r):
         out.append(rec[0])
 
 
+# A frame of 4 "<Iff" records with the plain codec: header 2, 4 x (length 1 + 12), crc 4;
+# a block holds (4096 - 20 header - 24 trailer) // 58 = 69 frames = 276 records.
+_PER_BLOCK = (4096 - 44) // (2 + 4 * 13 + 4) * 4
+
+
 def test_raw_partition_store_read_resume():
     dev = _flash()
     log = tslog.TSLog(dev, format=FMT, commit_delta=4)
-    assert log.bucket_size == 4096 // 32 - 2  # 22-byte slots on 32-byte boundaries
     for i in range(1, 301):
         assert log.store(i, i * 0.5, -i) == i
     log.commit()
@@ -197,7 +202,7 @@ def test_raw_partition_store_read_resume():
     r.commit()
     log.close()
     log = tslog.TSLog(dev.reboot(), format=FMT, commit_delta=4)
-    assert log.stats()[0] == 300 and log.buckets() == 3
+    assert log.stats()[0] == 300 and log.buckets() == 300 // _PER_BLOCK + 1
     r = log.reader(0)
     assert r.seqn == 100
     assert _drain(r) == list(range(101, 301))
@@ -206,20 +211,23 @@ def test_raw_partition_store_read_resume():
 
 
 def test_raw_ring_wraps_and_drops_unread():
-    dev = _flash(blocks=6)  # 4 data blocks of 126 records
-    log = tslog.TSLog(dev, format=FMT)
-    for i in range(1, 1001):
+    dev = _flash(blocks=6)  # 2 cursor blocks, 4 data blocks of _PER_BLOCK records
+    log = tslog.TSLog(dev, format=FMT, commit_delta=4)
+    for i in range(1, 2001):
         log.store(i, 0, 0)
     log.commit()
     assert log.buckets() == 4 and log.dropped > 0
     r = log.reader(0)
     got = _drain(r)
-    assert got[-1] == 1000 and got == list(range(got[0], 1001))
-    assert got[0] == 1001 - len(got) and len(got) > 3 * 126
+    assert got[-1] == 2000 and got == list(range(got[0], 2001))
+    assert got[0] == 2001 - len(got) and len(got) > 3 * _PER_BLOCK
     assert log.dropped == got[0] - 1
-    assert log.free() < 126
+    assert log.free() == 0  # every block unread: the next block drops the oldest
+    held, used, total = log.usage()
+    assert held == len(got) and total == 6 * 4096
+    assert 3 * _PER_BLOCK * total // used <= held  # the ring keeps at least 3 blocks
     r.commit()
-    assert log.free() >= 3 * 126
+    assert log.free() >= 2 * _PER_BLOCK
 
 
 def test_raw_cursor_log_switches_blocks():
@@ -256,14 +264,15 @@ def test_raw_bad_use_and_recreate():
     support.raises(ValueError, tslog.TSLog, _flash(blocks=3), format=FMT)
 
 
-def test_raw_torn_slot_starts_new_block():
+def test_raw_torn_frame_starts_new_block():
     dev = _flash()
     log = tslog.TSLog(dev, format=FMT)
     for i in range(1, 11):
         log.store(i, 0, 0)
     log.close()
-    # Slot of seqn 11 half-programmed by a power cut (block 2, after the header).
-    dev.program(2 * 4096 + 11 * 32, b"\x0b\x00\x00\x00\x0c\x00\x00")
+    # A frame after seqn 10 half-programmed by a power cut (block 2: header 20 bytes,
+    # then the frame of 10 records: 3 header bytes + 10 x 13 + 4 bytes of crc).
+    dev.program(2 * 4096 + 20 + 137, b"\x04\x34\x0b\x00\x00\x00\x0c")
     log = tslog.TSLog(dev.reboot(), format=FMT)
     assert log.stats()[0] == 10 and log.corrupt == 1
     assert log.store(11, 0, 0) == 11
@@ -287,9 +296,9 @@ def _count_reads(log):
     calls = [0]
     read = st.read
 
-    def counting(h, index, buf):
+    def counting(h, off, buf, n):
         calls[0] += 1
-        return read(h, index, buf)
+        return read(h, off, buf, n)
     st.read = counting
     return calls
 
@@ -318,7 +327,7 @@ def _between_tail(where, reopen):
     tail = list(log.tail(5))
     assert [s for s, _ in tail] == list(range(last - 4, last + 1))
     assert [s for s, _ in log.tail(1000)][0] == 1
-    assert log.buckets() == (log.last_seqn + 7) // 8
+    assert log.buckets() == (log.committed_seqn + 7) // 8  # stored, not committed: in RAM
     return log
 
 
@@ -376,21 +385,23 @@ def test_raw_on_an_esp32_partition():
         esp32.Partition.reset()
 
 
-def test_raw_torn_first_slot_of_a_block():
+def test_raw_torn_first_frame_of_a_block():
     from flash import PowerCut
-    dev = _flash(blocks=8, block_size=512)  # 14 records per block
-    log = tslog.TSLog(dev, format=FMT)
-    for i in range(1, 15):
+    dev = _flash(blocks=8, block_size=512)  # 8 frames of 4 records per block
+    log = tslog.TSLog(dev, format=FMT, commit_delta=4)
+    for i in range(1, 33):
         log.store(i, 0, 0)
-    dev.cut_after(3, torn=True)  # erase, header, then half of seqn 15's slot
-    support.raises(PowerCut, log.store, 15, 0, 0)
-    log = tslog.TSLog(dev.reboot(), format=FMT)
-    assert log.stats()[0] == 14
-    log.store(15, 0, 0)  # a second block that also starts at seqn 15
+    for i in range(33, 36):
+        log.store(i, 0, 0)
+    dev.cut_after(3, torn=True)  # erase, header, then half of the frame of 33..36
+    support.raises(PowerCut, log.store, 36, 0, 0)
+    log = tslog.TSLog(dev.reboot(), format=FMT, commit_delta=4)
+    assert log.stats()[0] == 32
+    log.store(33, 0, 0)  # a second block that also starts at seqn 33
     log.close()
-    log = tslog.TSLog(dev.reboot(), format=FMT)
-    assert log.stats()[0] == 15 and log.buckets() == 2
-    assert _drain(log.reader(0)) == list(range(1, 16))
+    log = tslog.TSLog(dev.reboot(), format=FMT, commit_delta=4)
+    assert log.stats()[0] == 33 and log.buckets() == 2
+    assert _drain(log.reader(0)) == list(range(1, 34))
 
 
 def test_tail_goes_on_when_a_bucket_is_deleted_meanwhile():

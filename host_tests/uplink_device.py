@@ -5,10 +5,11 @@ Usage: micropython uplink_device.py CONFIG.json  (or ``-c "import sys; sys.argv[
 TSLog (lib/tslog.py) in ``dir``, then drains them with the real https/oauth/sender
 modules against ``url``, and prints one line ``@@DEVICE {json figures}``.
 
-Config: ``poison``: sample numbers stored with a NaN temperature (the server rejects
-them inside a 200); ``bad_layout``: sample numbers stored as bytes no firmware layout
-decodes (a poisoned queue entry); ``refuse``: sample numbers stored with altitude -99
-(the poison test's server answers 400 to any batch holding one); ``dns_failures``: the
+Config: ``poison``: sample numbers stored with a null AM2320 reading (a strict server
+rejects them inside a 200); ``bad_layout``: sample numbers stored in a layout this
+firmware does not know (as a newer firmware writes it: a poisoned queue entry);
+``refuse``: sample numbers stored with mem_used 99999 (the poison test's server answers
+400 to any batch holding one); ``dns_failures``: the
 first N look-ups fail; ``store_during``: keep storing this many more samples while
 sending, one per step (sampling goes on during a backlog drain); ``deadline_s``: give
 up (figures still printed) after this long; ``measure_heap``: record the largest live
@@ -21,6 +22,7 @@ Kept small on purpose: under ``-X heapsize=64k`` this script's own bytecode coun
 
 import gc
 import json
+import struct
 import sys
 import time
 
@@ -45,12 +47,14 @@ _M0 = _M1 = None
 
 def store(log, i, cfg):
     if i in cfg["bad_layout"]:
-        return log.store_record(b"\x00" * 38 + b"\xe1")  # layout v8: unknown to this firmware
-    temp = float("nan") if i in cfg["poison"] else 20.0 + (i % 50) / 10
-    alt = -99.0 if i in cfg["refuse"] else 12.5  # the test's server refuses such a batch
+        # As a newer firmware writes it: layout v8, unknown to this one. The queue still
+        # reads it back (its frame carries the layout); the sender dead-letters it.
+        record.CODEC.add(8, "<qiHB", "tdrF")
+        return log.store_record(struct.pack("<qiHB", record.utc_ms(), i, 1, 0xE1))
+    flags = record.FLAG_UTC | (record.FLAG_NO_AM if i in cfg["poison"] else 0)  # null
+    mem = 99999 if i in cfg["refuse"] else 1000  # the test's server refuses such a batch
     return log.store_record(record.encode(
-        record.utc_ms(), (temp, 55.5, 21.0, 101325.0 + i, alt, 1000, 2000), 1,
-        record.FLAG_UTC))
+        record.utc_ms(), (200 + i % 50, 555, 210, 101325 + i, mem, 3000), 1, flags))
 
 
 def main():
@@ -68,7 +72,7 @@ def main():
     cfg["refuse"] = set(cfg.get("refuse", ()))
     mark("start")
     folder = cfg["dir"]
-    log = tslog.TSLog(folder, record_size=getattr(record, "QUEUE_RECORD_SIZE", record.SIZE),
+    log = tslog.TSLog(folder, record_size=record.QUEUE_RECORD_SIZE, codec=record.CODEC,
                       bucket_size=cfg.get("bucket_size", 1024), commit_delta=16, nreaders=1)
     mark("log_open")
     n = cfg.get("count", 0)

@@ -33,7 +33,7 @@ class ListReader:
 
     def next_record(self):
         rec = self.next()
-        return None if rec is None else record.encode(rec[0], rec[1:8], rec[8], rec[9])
+        return None if rec is None else pack(rec)
 
     def commit(self):
         self.committed = self.pos
@@ -43,10 +43,17 @@ class ListReader:
         self.pos = self.committed
 
 
+def pack(rec):
+    """A decoded record (any layout) packed again."""
+    return record.encode(rec[0], rec[1:-2], rec[-2], rec[-1],
+                         version=record.layout_of(rec).version)
+
+
 def sample(i, t0=1700000000000, flags=record.FLAG_UTC, boot=1):
-    """A decoded record (tuple in record.FIELDS order) for index ``i``."""
-    return (t0 + i * 2000, 20.0 + i % 10, 50.5, 21.25, 101325.0 + i, 12.5,
-            1000 + i, 90000 - i, boot, flags)
+    """A decoded record (layout v2, the firmware's) for index ``i``: 20.x degC, 50.5 %RH,
+    21.2 degC, 101325 + i Pa, mem_used 1000 + i, mem_free 90000 - i."""
+    return (t0 + i * 2000, 200 + i % 10, 505, 212, 101325 + i, 1000 + i, 91000, boot,
+            flags | 1 << 5)
 
 
 def resp(status, body=b"", headers=None):

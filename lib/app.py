@@ -3,8 +3,7 @@
 Main loop (one iteration per sample slot)::
 
     sleep until the slot is due (in slices of <= 0.5 s, feeding the watchdog)
-    sampler.poll()          read both sensors, store one record in TSLog
-    gc.collect()            explicit, once per slot, right after the sample
+    sampler.poll()          read both sensors, gc.collect(), store one record in TSLog
     bootguard.check_sensors every sensor failing N slots in a row -> reset with back-off
     watchdog feed           only when the loop made progress and the uploader is alive
 
@@ -58,10 +57,12 @@ used by ``run()`` when its arguments are None (main.py calls ``run()`` bare).
 
 import _thread
 import gc
+import os
 import sys
 import time
 
 import bootguard
+import fsutil
 import machine
 import record
 import sampler
@@ -241,42 +242,82 @@ class App:
             return None
 
     def _open_log(self):
-        """The queue: folder ``tslog_dir``, or the raw data partition ``tslog_partition``.
+        """The queue: the raw data partition ``tslog_partition`` ("tslog", which
+        ``make flash`` creates) when the board has it, else the folder ``tslog_dir``.
 
-        Records are stored raw (``record.QUEUE_RECORD_SIZE``, no ``format``): each carries
-        its layout version, so a firmware update that adds a field keeps the queued records
-        readable (``record``). ``time_of`` keeps the time index for the console. A second
-        reader is the SD archive's (``sd_mount``). The raw partition (a data partition of
-        its own, see docs/tslog.md) wears the flash about 4x less than LittleFS.
+        Records are stored raw (``record.QUEUE_RECORD_SIZE``, no ``format``) and coded by
+        ``record.CODEC`` (about 3 bytes a record): each carries its layout version, so a
+        firmware update that adds a field keeps the queued records readable. ``time_of``
+        keeps the time index for the console. A second reader is the SD archive's
+        (``sd_mount``). The raw partition wears the flash far less than LittleFS
+        (docs/tslog.md). A queue of firmware 1.0 (TSLog's first format) is moved into the
+        new one first: nothing queued is lost, nothing uploaded is sent again.
         """
         folder = self.c("tslog_dir", "data/q")
         where = folder
-        label = self.c("tslog_partition", "")
+        label = self.c("tslog_partition", "tslog")
         if label:
             try:
                 import esp32
                 found = esp32.Partition.find(esp32.Partition.TYPE_DATA, label=label)
                 if found:
                     where = found[0]
-                else:
-                    self._log("app: no data partition %r: queue in %s" % (label, folder))
             except Exception as e:  # noqa: BLE001 - the folder queue always works
-                self._log("app: partition %r: %s: queue in %s" % (label, e, folder))
+                self._log("app: partition %r: %s" % (label, e))
+        self.queue_place = folder if isinstance(where, str) else "partition " + label
+        self._log("app: queue on %s" % self.queue_place)
         kw = {"record_size": record.QUEUE_RECORD_SIZE, "bucket_size": self.c("bucket_size", 1024),
               "commit_delta": self.c("commit_delta", 16), "time_of": record.time_of,
-              "nreaders": 2 if self.c("sd_mount", "") else 1}
+              "nreaders": 2 if self.c("sd_mount", "") else 1, "codec": record.CODEC}
+        _finish_move(folder)
+        if not isinstance(where, str) and fsutil.exists(folder + ".new"):
+            return self._copy_back(where, folder + ".new", kw)  # a cut during _move_old
         try:
-            return tslog.TSLog(where, **kw)
-        except ValueError as e:  # another record size: keep it aside, start a new queue
-            self._log("app: %s; moved to %s.old" % (e, folder))
+            q = tslog.TSLog(where, **kw)
+        except tslog.OldFormat:
+            q = self._move_old(where, folder, kw)
+        except ValueError as e:  # another record size or codec: keep it aside, start anew
             if not isinstance(where, str):
+                self._log("app: %s; queue recreated" % e)
                 return tslog.TSLog(where, recreate=True, **kw)
-            try:
-                import os
-                os.rename(folder, folder + ".old")
-            except OSError:
-                return tslog.TSLog(folder, recreate=True, **kw)
-            return tslog.TSLog(folder, **kw)
+            self._log("app: %s; moved to %s.old" % (e, folder))
+            after = _last_bucket(folder)
+            _rmtree(folder + ".old")
+            os.rename(folder, folder + ".old")
+            q = tslog.TSLog(folder, **kw)
+            if after:
+                q.skip_to(after)  # a new queue's seqns never repeat the old one's
+        if not isinstance(where, str) and _is_old(folder):  # updated, then given the table
+            import tslog_v1
+            tslog_v1.migrate(tslog_v1.open_old(folder), q, self._log)
+            _rmtree(folder)
+        return q
+
+    def _move_old(self, where, folder, kw):
+        """Move a queue of TSLog's first format at ``where`` into a new one (there). In a
+        folder: the new queue is built beside it and renamed in (``_finish_move`` ends a
+        move a power cut interrupted); on a partition: through a folder, then back."""
+        import tslog_v1
+        old = tslog_v1.open_old(where)
+        tmp = folder + ".new"
+        new = tslog.TSLog(tmp, recreate=True, **kw)
+        tslog_v1.migrate(old, new, self._log)
+        new.close()
+        if not isinstance(where, str):
+            return self._copy_back(where, tmp, kw)
+        os.rename(where, folder + ".v1")
+        os.rename(tmp, folder)
+        _rmtree(folder + ".v1")
+        return tslog.TSLog(folder, **kw)
+
+    def _copy_back(self, part, tmp, kw):
+        """Recreate the queue on partition ``part`` from the complete queue in folder
+        ``tmp`` (same seqns and cursors), then remove the folder."""
+        import tslog_v1
+        q = tslog.TSLog(part, recreate=True, **kw)
+        tslog_v1.copy(tslog.TSLog(tmp, **kw), q, self._log)
+        _rmtree(tmp)
+        return q
 
     def _make_archive(self):
         mount = self.c("sd_mount", "")
@@ -318,7 +359,7 @@ class App:
                 dead_letter=sender.DeadLetterLog("data/dead.log"),
                 backoff_min_ms=self.c("backoff_min_ms", 1000),
                 backoff_max_ms=self.c("backoff_max_ms", 300000), boot=self.boot16,
-                log=self._log)
+                cursor_commit_ms=int(self.c("cursor_commit_s", 60) * 1000), log=self._log)
             self.health = health.Health(self.client, self.auth, stream, self.symbol,
                                         int(self.c("health_interval_s", 300) * 1000),
                                         self.snapshot, self.clock, write_mode=mode,
@@ -472,9 +513,8 @@ class App:
 
     def iterate(self):
         """Process the due slot (if any) and the work after it; True if a slot was taken."""
-        if not self.sampler.poll():  # type: ignore
+        if not self.sampler.poll():  # type: ignore  (it collects the garbage once a slot)
             return False
-        gc.collect()
         mono = self.clock.mono_ms()  # type: ignore  (also keeps the mono clock from wrapping)
         self.guard.check_sensors(self.sampler.all_failed, mono)  # type: ignore
         if not self.threaded:
@@ -550,6 +590,52 @@ class App:
                     self.queue.commit()
                 except OSError as e:
                     self._log("app: commit failed: %s" % e)
+        if self.sender is not None:
+            try:
+                self.sender.flush()  # what was uploaded is not sent again after the reset
+            except OSError as e:
+                self._log("app: cursor commit failed: %s" % e)
+
+
+def _rmtree(path):
+    """Remove a queue folder and its files (no subfolders); no error if it is not there."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return
+    for name in names:
+        os.remove(path + "/" + name)
+    os.rmdir(path)
+
+
+def _is_old(folder):
+    """True if ``folder`` holds a queue of TSLog's first format."""
+    try:
+        with open(folder + "/meta") as f:
+            return f.read(7) == "tslog1 "
+    except (OSError, ValueError):
+        return False
+
+
+def _finish_move(folder):
+    """End a move to the current queue format that a power cut interrupted: the new queue
+    (``.new``) is complete once the old one was renamed ``.v1``."""
+    if fsutil.exists(folder + ".v1"):
+        if not fsutil.exists(folder) and fsutil.exists(folder + ".new"):
+            os.rename(folder + ".new", folder)
+        _rmtree(folder + ".v1")
+
+
+def _last_bucket(folder):
+    """A seqn after every record of the queue in ``folder`` (its newest bucket's first
+    seqn plus its bucket size), or 0."""
+    try:
+        with open(folder + "/meta") as f:
+            size = int(f.read().split(" ")[2])
+        firsts = [int(n[1:]) for n in os.listdir(folder) if n[0] == "b" and n[1:].isdigit()]
+    except (OSError, ValueError, IndexError):
+        return 0
+    return max(firsts) + size if firsts else 0
 
 
 def load_settings(log=print):

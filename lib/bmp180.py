@@ -122,6 +122,12 @@ def compute_pressure(cal, b5, up, oss):
     return p + ((x1 + x2 + 3791) >> 4)
 
 
+def altitude_m(pressure_pa, sea_level_pa=101325):
+    """Altitude in m of a pressure in Pa, from the sea-level pressure in Pa (the
+    international barometric formula the datasheet gives)."""
+    return 44330.0 * (1.0 - (pressure_pa / sea_level_pa) ** (1 / 5.255))
+
+
 class BMP180:
     """BMP180 at ``addr`` on ``i2c``; ``oss`` 0..3 is the pressure oversampling.
 
@@ -169,7 +175,7 @@ class BMP180:
 
     def altitude(self, sea_level_pa=101325):
         """Altitude in m from the last pressure and the sea-level pressure in Pa."""
-        return 44330.0 * (1.0 - (self._valid(self._p) / sea_level_pa) ** (1 / 5.255))
+        return altitude_m(self._valid(self._p), sea_level_pa)
 
     def sea_level_pressure(self, altitude_m):
         """Pressure reduced to sea level, in Pa, from the last pressure at ``altitude_m``."""

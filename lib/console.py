@@ -269,9 +269,8 @@ def line_of(seqn, rec, epochs=None):
     else:
         when = "boot %d +%d.%03ds (no clock)" % (rec[-2], rec[0] // 1000, rec[0] % 1000)
     parts = ["%7d  %s " % (seqn, when)]
-    names, floats = lay.fields, lay.floats
-    for i in range(1, len(names) - 2):
-        parts.append(" %s=%s" % (names[i], record.csv_num(rec[i], floats[i]) or "nan"))
+    for name, text in lay.texts(rec):
+        parts.append(" %s=%s" % (name, "-" if text is None else text))
     parts.append(" boot=%d" % rec[-2])
     if lay.version != 1:
         parts.append(" v%d" % lay.version)

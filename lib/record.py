@@ -1,40 +1,46 @@
 """One stored weather sample: the record layouts shared by the firmware and the uploader.
 
-A sample is one TSLog record packed with the ``struct`` format of a *layout*.
-Layout v1 (``FORMAT``, little endian, no padding, ``SIZE`` = 39 bytes); ``FIELDS``
-names its values in order::
+A sample is one TSLog record packed with the ``struct`` format of a *layout*. The
+firmware writes layout v2 (``CURRENT``), integers at the sensors' own resolution, so a
+round trip through the queue changes no uploaded number, and the queue's codec
+(``CODEC``, lib/tscodec.py) packs a record into about 3 bytes of flash::
 
     time_ms          int64  see "Time" below
-    am2320_temp      f32    degC
-    am2320_humidity  f32    %RH
-    bmp180_temp      f32    degC
-    bmp180_pressure  f32    Pa
-    bmp180_altitude  f32    m
-    mem_used         u32    bytes (gc.mem_alloc() when the sample was taken)
-    mem_free         u32    bytes (gc.mem_free())
-    boot             u16    boot counter (mod 65536) of the boot that took the sample
-    flags            u8     FLAG_* bits (0..4) and the layout version (5..7)
+    am2320_temp      int16  0.1 degC          (null: FLAG_NO_AM)
+    am2320_humidity  uint16 0.1 %RH           (null: FLAG_NO_AM)
+    bmp180_temp      int16  0.1 degC          (null: FLAG_NO_BMP)
+    bmp180_pressure  int32  Pa                (null: FLAG_NO_BMP)
+    mem_used         uint32 bytes (gc.mem_alloc() right after the slot's gc.collect())
+    heap             uint32 bytes (mem_alloc + mem_free: constant on a board)
+    boot             uint16 boot counter (mod 65536) of the boot that took the sample
+    flags            uint8  FLAG_* bits (0..4) and the layout version (5..7)
 
-A reading that failed is stored as NaN; the uploader sends it as JSON ``null``.
+What the uploader sends for a v2 record (``Layout.values``, in this order): the four
+readings with their decimals (``21.5``, ``48.2``, ``21.8``, ``100231``),
+``bmp180_altitude`` (m, derived from the pressure exactly as the BMP180 driver does,
+``bmp180.altitude_m``), ``mem_used`` and ``mem_free`` (= heap - mem_used). A reading that
+failed (or an AM2320 resting inside its 2 s, ``FLAG_AM_REST``) is stored with its null
+flag set and sent as JSON ``null``.
+
+Layout v1 (``V1``, 39 bytes: the five readings as float32, ``mem_used``, ``mem_free``)
+was written by firmware 1.0; its records stay readable and are sent as they were (a
+failed reading is a NaN there).
 
 Layouts (schema evolution, A2WH's self-describing record types made compact):
 
 * Every layout starts with ``time_ms`` (int64, offset 0) and ends with ``boot``
-  (u16) and ``flags`` (u8, the last byte); the values in between are what the
-  uploader sends, named by the layout.
-* The top 3 bits of ``flags`` hold ``version - 1``: records written before
-  versioning have them clear and are v1, so old queued records stay readable.
-  ``decode`` picks the layout from that last byte (and checks the length, which
-  TSLog keeps per record), so a record is never mis-decoded after an update.
+  (u16) and ``flags`` (u8, the last byte); the values in between are named by the
+  layout.
+* The top 3 bits of ``flags`` hold ``version - 1`` (v1 records have them clear).
+  ``decode`` picks the layout from that last byte (and checks the length), so a
+  record is never mis-decoded after an update.
 * ``LAYOUTS`` maps version -> ``Layout``; a firmware update that adds a field
-  registers a new ``Layout`` (never changes an old one) and makes it ``CURRENT``.
-  The decoded ``flags`` value keeps the version bits, so a decoded tuple names
-  its layout too (``layout_of``); test flags with ``&``.
+  registers a new ``Layout`` (never changes an old one) and makes it ``CURRENT``;
+  ``register`` also teaches the queue's codec the layout. The decoded ``flags`` value
+  keeps the version bits, so a decoded tuple names its layout too (``layout_of``).
 * The TSLog queue is created with ``record_size=QUEUE_RECORD_SIZE`` (the largest
-  layout plus room, no ``format``) and records are stored with
-  ``store_record(encode(...))``: a slot keeps each record's own length, so v1 and
-  later records share one folder.  A layout longer than a folder's record_size
-  needs a new folder (see docs/console.md).
+  layout plus room, no ``format``) and ``codec=CODEC``; records are stored with
+  ``store_record(encode(...))``.
 
 Time (the rule the firmware and ``sender`` both rely on):
 
@@ -52,27 +58,44 @@ Time (the rule the firmware and ``sender`` both rely on):
 import struct
 import time
 
+import tscodec
 from micropython import const
 
 FLAG_UTC = const(1)
+FLAG_NO_AM = const(2)  # no AM2320 reading in this record (failed, or resting)
+FLAG_NO_BMP = const(4)  # no BMP180 reading in this record
+FLAG_AM_REST = const(8)  # the AM2320 was inside its 2 s rest: not read (FLAG_NO_AM set too)
 FLAG_MASK = const(0x1F)  # flag bits; the top 3 bits of the flags byte are the layout version
 _VSHIFT = const(5)
 MAX_VERSION = const(8)
 I_TIME = const(0)
 I_BOOT = const(-2)  # boot and flags are the last two values of every layout
 I_FLAGS = const(-1)
-QUEUE_RECORD_SIZE = const(48)  # TSLog record_size of the queue: v1 (39 B) plus room
+QUEUE_RECORD_SIZE = const(48)  # TSLog record_size of the queue: the largest layout plus room
+SEA_LEVEL_PA = const(101325)  # the pressure bmp180_altitude is reckoned from
+
+# How a sent value is made from a record (Layout.texts): a float field, an integer field
+# with decimals, an altitude from a pressure field, a difference of two fields.
+_FLOAT = const(0)
+_FIXED = const(1)
+_ALT = const(2)
+_DIFF = const(3)
 
 
 class Layout:
     """One record layout: ``version`` (1..8), ``format`` (struct, little endian),
     ``fields`` (names in order: ``time_ms``, the values, ``boot``, ``flags``).
 
-    ``values``: the names sent to the server (``fields[1:-2]``); ``floats``: per
-    field, True for a float (``f``/``d``/``e``) and False for an integer.
+    Optional, per stored field name: ``decimals`` (an integer in units of
+    10**-decimals), ``nulls`` (the flag bit that marks it null), ``rare`` (names that
+    seldom change: one bit a record in the queue), ``derived`` ({sent name: (kind,
+    source names)}, see ``V2``) and ``send`` (the sent names in order; default: every
+    value field). ``values``: the names sent to the server; ``floats``: per field, True
+    for a float (``f``/``d``/``e``) and False for an integer.
     """
 
-    def __init__(self, version, format, fields):
+    def __init__(self, version, format, fields, decimals=None, nulls=None, rare=(),
+                 derived=None, send=None):
         if not 1 <= version <= MAX_VERSION:
             raise ValueError("layout version must be 1..%d" % MAX_VERSION)
         codes = [c for c in format if c not in "<>=!@ "]
@@ -83,25 +106,90 @@ class Layout:
         self.version = version
         self.format = format
         self.fields = tuple(fields)
-        self.values = self.fields[1:-2]
         self.floats = tuple(c in "fde" for c in codes)
         self.size = struct.calcsize(format)
+        decimals = decimals or {}
+        nulls = nulls or {}
+        derived = derived or {}
+        self.values = tuple(send) if send else self.fields[1:-2]
+        decimals = decimals or {}
+        nulls = nulls or {}
+        derived = derived or {}
+        ix = self.fields.index
+        sent = []  # per sent value: (how, field index, decimals or 2nd field index, null bit)
+        for name in self.values:
+            how, src = derived.get(name, (None, (name,)))
+            a = ix(src[0])
+            if how is not None:
+                b = ix(src[1]) if len(src) > 1 else 0
+            elif self.floats[a]:
+                how, b = _FLOAT, 0
+            else:
+                how, b = _FIXED, decimals.get(name, 0)
+            sent.append((how, a, b, nulls.get(src[0], 0)))
+        self._sent = tuple(sent)
+        self.nulls = tuple(nulls.get(f, 0) for f in self.fields)
+        self.kinds = "t" + "".join("r" if f in rare else "f" if fl else "d" for f, fl in zip(
+            self.fields[1:-2], self.floats[1:-2])) + "rF"
 
-    def __repr__(self):
-        return "<Layout v%d %d B %s>" % (self.version, self.size, ",".join(self.values))
+    def texts(self, rec):
+        """Generator of (name, text) of the sent values of decoded record ``rec``; text
+        None for a null (a failed reading: JSON null, an empty CSV cell)."""
+        flags = rec[-1]
+        for j in range(len(self._sent)):
+            how, a, b, null = self._sent[j]
+            v = rec[a]
+            if flags & null:
+                t = None
+            elif how == _FIXED:
+                if b:
+                    q, r = divmod(abs(v), 10 ** b)
+                    t = "%s%d.%0*d" % ("-" if v < 0 else "", q, b, r)
+                else:
+                    t = "%d" % v
+            elif how == _DIFF:
+                t = "%d" % (v - rec[b])
+            else:
+                if how == _ALT:
+                    v = altitude_m(v)
+                t = None if v != v or v in (_INF, -_INF) else "%.7g" % v
+            yield self.values[j], t
+
+
+_INF = float("inf")
+
+
+def altitude_m(pressure_pa, sea_level_pa=SEA_LEVEL_PA):
+    """Altitude in m of a pressure in Pa: the BMP180 driver's formula, term for term
+    (``bmp180.altitude_m``; a test holds them equal), so the value sent is the one the
+    driver returned."""
+    return 44330.0 * (1.0 - (pressure_pa / sea_level_pa) ** (1 / 5.255))
+
 
 
 FORMAT = "<qfffffIIHB"
 SIZE = struct.calcsize(FORMAT)
 FIELDS = ("time_ms", "am2320_temp", "am2320_humidity", "bmp180_temp", "bmp180_pressure",
           "bmp180_altitude", "mem_used", "mem_free", "boot", "flags")
-# The sensor/memory values of v1 sent to the server, in FIELDS order (indexes 1..7).
+# The sensor/memory values sent to the server, in order (every layout so far sends these).
 SENSOR_FIELDS = FIELDS[1:8]
 FLOAT_FIELDS = 5  # v1: FIELDS[1:6] are floats, FIELDS[6:8] integers
 
 V1 = Layout(1, FORMAT, FIELDS)
-LAYOUTS = {1: V1}  # version -> Layout: every layout ever written (never remove one)
-CURRENT = 1  # the version encode() writes by default (a firmware update may raise it)
+V2 = Layout(2, "<qhHhiIIHB",
+            ("time_ms", "am2320_temp", "am2320_humidity", "bmp180_temp", "bmp180_pressure",
+             "mem_used", "heap", "boot", "flags"),
+            decimals={"am2320_temp": 1, "am2320_humidity": 1, "bmp180_temp": 1},
+            nulls={"am2320_temp": FLAG_NO_AM, "am2320_humidity": FLAG_NO_AM,
+                   "bmp180_temp": FLAG_NO_BMP, "bmp180_pressure": FLAG_NO_BMP},
+            rare=("heap",),
+            derived={"bmp180_altitude": (_ALT, ("bmp180_pressure",)),
+                     "mem_free": (_DIFF, ("heap", "mem_used"))},
+            send=SENSOR_FIELDS)
+LAYOUTS = {}  # version -> Layout: every layout ever written (never remove one)
+CURRENT = 2  # the version encode() writes by default (a firmware update may raise it)
+# The queue's codec (a name of its own: a queue written with another codec is refused).
+CODEC = tscodec.Delta({}, select=lambda flags: (flags >> _VSHIFT) + 1, name="rec1")
 
 MIN_VALID_UTC_MS = 1577836800000  # 2020-01-01T00:00:00Z: anything earlier is an unset clock
 _Y2K_S = const(946684800)  # 1970 -> 2000 in seconds
@@ -118,10 +206,16 @@ def register(layout, current=False):
     if layout.size > QUEUE_RECORD_SIZE:
         raise ValueError("layout v%d is %d bytes, more than QUEUE_RECORD_SIZE %d"
                          % (layout.version, layout.size, QUEUE_RECORD_SIZE))
+    if old is None:
+        CODEC.add(layout.version, layout.format, layout.kinds, layout.nulls)
     LAYOUTS[layout.version] = layout
     if current:
         CURRENT = layout.version
     return layout
+
+
+register(V1)
+register(V2)
 
 
 def layout_of(rec):
@@ -135,13 +229,19 @@ def layout_of(rec):
 
 
 def encode(time_ms, values, boot, flags, version=None):
-    """Pack one sample with layout ``version`` (default ``CURRENT``); ``values`` are
-    that layout's ``values`` in order (v1: the 7 SENSOR_FIELDS)."""
+    """Pack one sample with layout ``version`` (default ``CURRENT``); ``values`` are its
+    stored value fields in order (v2: am2320_temp, am2320_humidity, bmp180_temp,
+    bmp180_pressure, mem_used, heap; v1: the 7 SENSOR_FIELDS). A field nulled by
+    ``flags`` is stored as 0 whatever is given for it."""
     lay = LAYOUTS[version or CURRENT]
-    if len(values) != len(lay.values):
-        raise ValueError("layout v%d takes %d values, got %d" % (
-            lay.version, len(lay.values), len(values)))
+    n = len(lay.fields) - 3
+    if len(values) != n:
+        raise ValueError("layout v%d takes %d values, got %d" % (lay.version, n, len(values)))
     flags = (flags & FLAG_MASK) | (lay.version - 1) << _VSHIFT
+    for b in lay.nulls:
+        if flags & b:
+            values = [0 if flags & lay.nulls[i + 1] else values[i] for i in range(n)]
+            break
     return struct.pack(lay.format, time_ms, *values, boot, flags)
 
 
@@ -228,15 +328,6 @@ def iso_utc(ms):
 
 
 # ---------------------------------------------------------------- CSV (console, archive)
-def csv_num(v, is_float):
-    """A value as CSV text: ``%.7g`` for floats (NaN, a failed reading: empty), ``%d``."""
-    if not is_float:
-        return "%d" % v
-    if v != v:
-        return ""
-    return "%.7g" % v
-
-
 def csv_columns():
     """CSV columns: seq, utc, the raw time_ms/boot/flags, layout, then the union of every
     registered layout's values (a record leaves other layouts' columns empty)."""
@@ -250,28 +341,26 @@ def csv_columns():
 
 def csv_line(seqn, rec, cols, boot_epochs=None):
     """One CSV line (no newline) of decoded record ``rec`` for the columns ``cols``; a
-    value whose name is not in ``cols`` is left out, a column the layout lacks is empty."""
+    value whose name is not in ``cols`` is left out, a column the layout lacks is empty,
+    a null (failed reading) is empty."""
     lay = layout_of(rec)
     ts = timestamp_of(rec, boot_epochs)
     out = ["%d" % seqn, iso_utc(ts) if ts is not None else "", "%d" % rec[0],
            "%d" % rec[-2], "%d" % (rec[-1] & FLAG_MASK), "%d" % lay.version]
-    names = lay.fields
-    floats = lay.floats
-    n = len(names) - 3  # values of this layout
-    if len(cols) == 6 + n:  # the usual case: the columns are exactly this layout's values
-        for i in range(1, n + 1):
-            if cols[5 + i] != names[i]:
-                break
+    n = len(cols) - 6
+    cells = [""] * n
+    k = 0
+    for name, text in lay.texts(rec):
+        if k < n and cols[6 + k] == name:  # the usual case: the columns are this layout's
+            i = k
         else:
-            for i in range(1, n + 1):
-                out.append(csv_num(rec[i], floats[i]))
-            return ",".join(out)
-    for c in range(6, len(cols)):
-        name = cols[c]
-        cell = ""
-        for i in range(1, len(names) - 2):
-            if names[i] == name:
-                cell = csv_num(rec[i], floats[i])
-                break
-        out.append(cell)
+            i = -1
+            for c in range(n):
+                if cols[6 + c] == name:
+                    i = c
+                    break
+        k += 1
+        if i >= 0 and text is not None:
+            cells[i] = text
+    out.extend(cells)
     return ",".join(out)

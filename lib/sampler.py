@@ -13,7 +13,9 @@ So ``taken + missed`` is the number of slots since ``start()``, and each taken s
 ``stored``, ``failed`` (every sensor failed: nothing worth storing) or a ``store_errors``
 (the flash refused the write): every slot is in the store once or counted with a cause.
 
-A reading that fails is stored as NaN (``record``: sent as JSON null).  Per sensor,
+Records are layout v2 (``record``): integers at the sensors' resolution (0.1 degC,
+0.1 %RH, Pa); a sensor whose reading failed has its null flag set (``FLAG_NO_AM``,
+``FLAG_NO_BMP``: sent as JSON null).  Per sensor,
 ``fails[name]`` is ``[consecutive, total]``; ``all_failed`` counts consecutive slots in
 which every sensor failed (the failure policy in ``bootguard`` resets on it).
 
@@ -21,8 +23,15 @@ A sensor missing at boot is not an error here: its driver object is created on t
 first slot that finds it on the bus (BMP180 checks its chip id and calibration when
 created; AM2320 needs nothing), and each slot retries while it is missing.
 
-Time of a record: UTC ms (``FLAG_UTC``) when ``clock.is_set``, else ``clock.mono_ms()``
-(ms since this boot) with the flags clear; see ``record``.
+Time of a record: its slot's scheduled time, as UTC ms (``FLAG_UTC``) when
+``clock.is_set``, else as ``clock.mono_ms()`` (ms since this boot) with the flag clear;
+see ``record``. The readings follow it by the slot's lateness (``late_ms``) and the
+sensors' conversion times; a fixed interval between records lets the queue store a
+record's time in about one bit.
+
+Heap figures: ``gc.collect()`` runs once per slot, right before ``mem_used``
+(``gc.mem_alloc()``) and ``heap`` (``mem_alloc() + mem_free()``) are read, so a record
+holds the live heap, not the garbage since the last collection.
 
 ``store`` is the TSLog (``store_record``; it commits every ``commit_delta`` records by
 itself). ``lock`` (``_thread.allocate_lock()``) is held around every TSLog call because
@@ -35,10 +44,14 @@ import time
 import record
 from micropython import const
 
-_NAN = float("nan")
 _AM = const(0)
 _BMP = const(1)
 NAMES = ("am2320", "bmp180")
+
+
+def _tenths(x):
+    """A reading the driver gives in 0.1 units (as a float) back as the exact integer."""
+    return int(round(x * 10))
 
 
 class _NoLock:
@@ -60,7 +73,7 @@ class Sampler:
     """
 
     def __init__(self, i2c, store, clock, boot, interval_ms, lock=None, log=print,
-                 am=None, bmp=None, sea_level_pa=101325):
+                 am=None, bmp=None):
         if interval_ms < 1:
             raise ValueError("interval_ms must be >= 1")
         self._i2c = i2c
@@ -71,9 +84,8 @@ class Sampler:
         self._lock = lock if lock is not None else _NoLock()
         self._log = log
         self._sensors = [am, bmp]
-        self._sea_level_pa = sea_level_pa
         self._missing_logged = [False, False]
-        self._values = [_NAN] * 7
+        self._values = [0] * 6  # record v2: am2320 t, rh, bmp180 t, p, mem_used, heap
         self._started = False
         self.next_ms = time.ticks_ms()  # ticks_ms at which the next slot is due
         self.slot_ms = self.next_ms  # ticks_ms at which the last taken slot was due
@@ -117,7 +129,7 @@ class Sampler:
         self.late_ms = late
         if late > self.max_late_ms:
             self.max_late_ms = late
-        self.sample()
+        self.sample(slot)
         return True
 
     # -- sensors -----------------------------------------------------------
@@ -143,7 +155,7 @@ class Sampler:
         return s
 
     def _read(self, i):
-        """Fill this sensor's values; True on success, NaN values on failure."""
+        """Fill this sensor's values; True on success."""
         v = self._values
         s = self._sensor(i)
         ok = False
@@ -152,12 +164,11 @@ class Sampler:
             try:
                 s.measure()
                 if i == _AM:
-                    v[0] = s.temperature()
-                    v[1] = s.humidity()  # type: ignore
+                    v[0] = _tenths(s.temperature())
+                    v[1] = _tenths(s.humidity())  # type: ignore
                 else:
-                    v[2] = s.temperature()
-                    v[3] = float(s.pressure())  # type: ignore
-                    v[4] = s.altitude(self._sea_level_pa)  # type: ignore
+                    v[2] = _tenths(s.temperature())
+                    v[3] = s.pressure()  # type: ignore
                 ok = True
             except Exception as e:  # noqa: BLE001 - any driver failure is a failed reading
                 err = e
@@ -167,10 +178,6 @@ class Sampler:
                 self._log("sampler: %s back after %d failed reading(s)" % (NAMES[i], f[0]))
             f[0] = 0
             return True
-        if i == _AM:
-            v[0] = v[1] = _NAN
-        else:
-            v[2] = v[3] = v[4] = _NAN
         if f[0] == 0 and err is not None:  # log the first failure of a run, not every one
             self._log("sampler: %s reading failed: %s" % (NAMES[i], err))
         f[0] += 1
@@ -186,26 +193,31 @@ class Sampler:
         return self._sensors[i] is not None
 
     # -- one sample --------------------------------------------------------
-    def sample(self):
-        """Read the sensors now and store one record; returns its seqn or None."""
+    def sample(self, slot_ms=None):
+        """Read the sensors now and store one record; returns its seqn or None.
+        ``slot_ms``: the ticks_ms the slot was due at (the record's time; default now)."""
         self.taken += 1
-        ok_am = self._read(_AM)
-        ok_bmp = self._read(_BMP)
-        if not (ok_am or ok_bmp):
+        flags = 0
+        if not self._read(_AM):
+            flags |= record.FLAG_NO_AM
+        if not self._read(_BMP):
+            flags |= record.FLAG_NO_BMP
+        gc.collect()
+        if flags == record.FLAG_NO_AM | record.FLAG_NO_BMP:
             self.all_failed += 1
             self.failed += 1
             return None
         self.all_failed = 0
         v = self._values
-        v[5] = gc.mem_alloc()
-        v[6] = gc.mem_free()
+        v[4] = gc.mem_alloc()
+        v[5] = v[4] + gc.mem_free()
         clock = self._clock
+        late = 0 if slot_ms is None else time.ticks_diff(time.ticks_ms(), slot_ms)
         if clock.is_set:
-            t = clock.utc_ms()
-            flags = record.FLAG_UTC
+            t = clock.utc_ms() - late
+            flags |= record.FLAG_UTC
         else:
-            t = clock.mono_ms()
-            flags = 0
+            t = clock.mono_ms() - late
         data = record.encode(t, v, self.boot, flags)
         try:
             with self._lock:

@@ -8,7 +8,12 @@ JSON is generated message by message while it is written to the socket, so
 the heap used does not grow with the batch beyond ``batch_max`` small tuples.
 
 The reader's cursor is committed only when every record of the batch is
-accounted for (written, or moved to the dead-letter log with its error).
+accounted for (written, or moved to the dead-letter log with its error), and at most
+once every ``cursor_commit_ms`` (the firmware: 60 s): each commit is a flash write, and
+on the raw partition the cursor blocks' wear is what bounds the flash's life
+(docs/tslog.md). ``flush()`` commits what is accounted for at once (before a reset). A
+power cut may so send again up to ``cursor_commit_ms`` of uploads; a receiver that
+deduplicates by (symbol, seq) absorbs them (the bundled server does; WebAdmin does not).
 
 Outcomes of one POST:
 
@@ -60,7 +65,6 @@ _FLUSH = const(256)  # bytes of JSON gathered before one socket write
 # records: up to 2 adjacent poisoned records are isolated and dead-lettered.
 _SUSPECTS_MAX = const(3)
 _ERR_TEXT_MAX = const(200)
-_NAN_NAMES = ("nan", "inf", "-inf")
 
 
 class DeadLetterLog:
@@ -85,13 +89,6 @@ class DeadLetterLog:
         error = str(error).replace("\t", " ").replace("\n", " ")[:_ERR_TEXT_MAX]
         with open(self.path, "a") as f:
             f.write("%d\t%s\t%s\n" % (seq, message, error))
-
-
-def _num(v, is_float):
-    if not is_float:
-        return "%d" % v
-    s = "%.7g" % v
-    return "null" if s in _NAN_NAMES or v != v else s
 
 
 def _find_seq(text):
@@ -131,7 +128,7 @@ class Sender:
     def __init__(self, reader, client, auth, stream, symbol, write_mode="APPEND",
                  batch_max=50, batch_bytes=16384, dead_letter=None, type_name="weather_record",
                  backoff_min_ms=1000, backoff_max_ms=300000, boot=None,
-                 log=print):
+                 cursor_commit_ms=0, log=print):
         self._reader = reader
         self._client = client
         self._auth = auth
@@ -140,9 +137,12 @@ class Sender:
             json.dumps(type_name), json.dumps(symbol))
         # An upper bound of one message's JSON size caps the batch by bytes without reading
         # ahead (a record read but not sent must not be committed with the reader's cursor).
-        most = len(self._prefix) + 44  # timestamp, '","seq":' and 10 digits, "}"
-        for name in record.SENSOR_FIELDS:
-            most += len(name) + 4 + 14  # ,"name": and the longest "%.7g" / u32 text
+        most = 0
+        for lay in record.LAYOUTS.values():  # each record is sent with its own layout
+            n = len(self._prefix) + 44  # timestamp, '","seq":' and 10 digits, "}"
+            for name in lay.values:
+                n += len(name) + 4 + 14  # ,"name": and the longest "%.7g" / u32 text
+            most = max(most, n)
         self.max_message_bytes = most
         self._batch_max = min(batch_max, max(1, (batch_bytes - 1) // (most + 1)))
         self._dead = dead_letter
@@ -157,6 +157,9 @@ class Sender:
         self._fails = 0  # consecutive transient failures
         self._suspects = []  # [((seq, rec), error text)]: refused alone, cause not yet proven
         self._next_ms = time.ticks_ms()
+        self._commit_ms = cursor_commit_ms
+        self._committed_ms = self._next_ms
+        self._dirty = False  # records accounted for, the cursor not committed yet
         # figures
         self.sent = 0
         self.batches = 0
@@ -186,10 +189,8 @@ class Sender:
             rec = record.decode(rec)
         ts = record.timestamp_of(rec, self._epochs)
         parts = [self._prefix, record.iso_utc(ts), '","seq":%d' % seq]  # type: ignore
-        lay = record.layout_of(rec)  # each record is sent with its own layout's fields
-        names, floats = lay.fields, lay.floats
-        for i in range(1, len(names) - 2):
-            parts.append(',"%s":%s' % (names[i], _num(rec[i], floats[i])))
+        for name, text in record.layout_of(rec).texts(rec):  # the record's own layout
+            parts.append(',"%s":%s' % (name, "null" if text is None else text))
         parts.append("}")
         return "".join(parts)
 
@@ -262,7 +263,7 @@ class Sender:
             self._batch.append(item)
         self._limit = len(self._batch)
         if skipped and not self._batch and self._held is None and not self._suspects:
-            self._reader.commit()  # only dead-lettered records were read: they are done
+            self._commit()  # only dead-lettered records were read: they are done
         return bool(self._batch) or self._held is None
 
     def _dead_letter(self, seq, msg, err):
@@ -277,7 +278,24 @@ class Sender:
         if self._batch:
             self._limit = len(self._batch)
         elif self._held is None and not self._suspects:
-            self._reader.commit()  # (a held or set-aside record was read but is not done)
+            self._commit()  # (a held or set-aside record was read but is not done)
+
+    def _commit(self):
+        now = time.ticks_ms()
+        if self._commit_ms and time.ticks_diff(now, self._committed_ms) < self._commit_ms:
+            self._dirty = True
+            return
+        self._reader.commit()
+        self._committed_ms = now
+        self._dirty = False
+
+    def flush(self):
+        """Commit the reader's cursor now if records were accounted for since the last
+        commit (before a reset or a shutdown)."""
+        if self._dirty:
+            self._reader.commit()
+            self._committed_ms = time.ticks_ms()
+            self._dirty = False
 
     # -- sending ----------------------------------------------------------
     def pending(self):
@@ -288,6 +306,8 @@ class Sender:
         """At most one POST.  Returns the number of records accounted for
         (written or dead-lettered); 0 if idle, waiting or backing off."""
         now = time.ticks_ms()
+        if self._dirty and time.ticks_diff(now, self._committed_ms) >= self._commit_ms:
+            self.flush()  # idle since: the cursor still goes to flash in time
         if self.state in ("backoff", "auth_failed") and time.ticks_diff(self._next_ms, now) > 0:
             return 0
         if not self._batch:

@@ -54,6 +54,7 @@ RULES = {
     "tslog_dir": (str, 1, 64),
     "bucket_size": (int, 8, 65536),
     "tslog_partition": (str, 0, 16),
+    "cursor_commit_s": (int, 0, 3600),
     "tb_host": (str, 0, 256),
     "tb_ca_file": (str, 1, 64),
     "tb_insecure": (bool, 0, 0),

@@ -1,40 +1,35 @@
-"""TSLog: a power-cut-safe time-series log of fixed-size records (Zerynth TSLog API).
+"""TSLog: a power-cut-safe time-series log of records in buckets (Zerynth TSLog API).
 
 ``TSLog(where, ...)``: ``where`` is a folder (any filesystem: LittleFS, FAT) or a
 raw partition (an object with the block protocol ``readblocks``/``writeblocks``/
-``ioctl``, e.g. ``esp32.Partition``; not mounted as a filesystem). The raw
-partition erases the flash about 4.5x less than LittleFS (one block per 62
-records instead of about one per commit; docs/tslog.md has the figures); the
-format and the recovery rules are in lib/tslog.md.
+``ioctl``, e.g. ``esp32.Partition``; not mounted as a filesystem). The format and
+the recovery rules are in lib/tslog.md; figures in docs/tslog.md.
 
-Power cuts: on LittleFS and on a raw partition every committed record survives
-(proved by cutting power at every flash write). FAT is not copy-on-write: a cut
-while FatFs rewrites a FAT or directory sector can lose committed records, whole
-files or the directory; the CRCs still keep garbage out and the log reopens, but
-use FAT only for copies that can be re-made.
-
-Every record lives in a slot ``seqn u32 | len u16 | data[record_size] | crc32 u32``
-(little endian, crc over the rest): a torn or stale slot fails its CRC or seqn
-check and is never returned. Records are grouped in buckets (a file, or one erase
-block of the partition) named by the seqn of their first record, so sequence
-numbers continue across reboots. Each reader's committed cursor is kept as two
-alternating CRC-checked copies (files) or as CRC-checked entries in a cursor log
-(partition): a cut while writing one leaves an older valid one.
+Records are stored in *frames*: the records stored between two commits are coded
+together by the log's *codec* (``tslog_plain`` by default, records as they
+are; the firmware's queue uses ``tscodec.Delta``, ~3 bytes a record) and
+written at ``commit()`` as one frame with one CRC. Frames chain inside a bucket (a
+file, or one erase block of the partition) named by the seqn of its first record,
+so sequence numbers continue across reboots. A torn or corrupt frame is never
+returned: its CRC, seeded with the seqn it must start at, fails.
 
 ``commit()`` makes every record stored so far survive a power cut; every
-``commit_delta`` stores commit automatically; readers only return committed
-records. Opening never scans the whole log: one listing (or one header read per
-erase block) and a check of the newest bucket's tail.
+``commit_delta`` stores commit automatically, so at most ``commit_delta`` records
+are at risk; readers only return committed records. Opening never scans the whole
+log: one listing (or one header read per erase block) and a walk over the newest
+bucket's frames. Each reader's committed cursor is kept as two alternating
+CRC-checked copies (files) or as CRC-checked entries in a cursor log (partition).
 
 Full flash (a weather logger keeps recording): the oldest bucket is dropped even
 if unread; its unread records count in ``dropped``, readers skip to the oldest
-record left. ``free()`` tells how many records still fit.
+record left. ``free()`` estimates how many more records fit; ``usage()`` tells the
+flash the records take.
 
 Time index (optional): with ``time_of`` (raw record bytes -> int timestamp or
 None), each bucket's smallest and largest timestamps are saved when the bucket
 is closed (CRC-checked; when missing or bad they are rebuilt from the bucket's
-slots); ``between(t0, t1)`` binary-searches them, ``tail(n)`` reads only the last
-buckets.
+records); ``between(t0, t1)`` binary-searches them, ``tail(n)`` reads only the
+last buckets.
 
 Example::
 
@@ -48,32 +43,29 @@ Example::
 """
 
 import binascii
-import os
 import struct
 
 from micropython import const
 
-_HDR = const(6)  # seqn u32 + len u16
 _CRC = const(4)
 _MAX_READERS = const(4)
+_FRAME_MAX = const(64)  # records in one frame (a commit of more is written as several)
+_FRAME_BYTES = const(512)  # a frame's size, at most (unless one record needs more)
 _ENOSPC = const(28)
-_CURSOR = "<III"
 _RANGE = "<Iqq"  # magic, smallest, largest timestamp (+ crc u32): index file, raw trailer
 _RANGE_SIZE = const(24)
 _I_MAGIC = const(0x494C5354)  # "TSLI": a bucket's time range
 _I_EMPTY = const(0x454C5354)  # "TSLE": a bucket without timestamps
+_META = "tslog2"
 
 
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
+class OldFormat(ValueError):
+    """The log was written by TSLog's first format (a slot per record): ``lib/tslog_v1``
+    reads it, to move its records into a new log."""
 
 
-def _crc(buf, n):
-    return binascii.crc32(memoryview(buf)[:n]) & 0xFFFFFFFF
+def _crc(buf, n, seed=0):
+    return binascii.crc32(memoryview(buf)[:n], seed) & 0xFFFFFFFF
 
 
 def _seal(buf, n):
@@ -84,14 +76,6 @@ def _seal(buf, n):
 def _sealed(buf, n):
     """True if ``buf[n:n+4]`` is the crc32 of ``buf[:n]``."""
     return struct.unpack_from("<I", buf, n)[0] == _crc(buf, n)
-
-
-def _fsync(f):
-    f.flush()
-    fileno = getattr(f, "fileno", None)
-    fsync = getattr(os, "fsync", None)
-    if fileno and fsync:  # CPython: make the flush reach the disk
-        fsync(fileno())
 
 
 def _nvalues(fmt):
@@ -133,221 +117,118 @@ def _unpack_range(buf):
     return (None, None) if magic == _I_EMPTY else None
 
 
+def _meta_fields(line):
+    """(record size, frame records, codec, format) of a meta line; ValueError if not one."""
+    parts = line.split(" ", 6)
+    if parts[0] == "tslog1":
+        raise OldFormat("TSLog's first format")
+    if parts[0] != _META or len(parts) < 6:
+        raise ValueError("not a TSLog meta line")
+    return int(parts[1]), int(parts[4]), parts[5], (parts[6:] or [""])[0]
+
+
 def _check_line(have, want, where):
-    """Compare meta lines; ValueError if the record size or format differ."""
-    parts = have.split(" ", 4)
-    wparts = want.split(" ", 4)
-    hfmt = (parts[4:] or [""])[0]
-    wfmt = (wparts[4:] or [""])[0]
-    if parts[1] != wparts[1] or hfmt != wfmt:
-        raise ValueError("%s holds records of size %s format %r, not size %s format %r"
-                         % (where, parts[1], hfmt, wparts[1], wfmt))
+    """Compare meta lines; ValueError if the record size, codec or format differ
+    (OldFormat for a log of the first format). Returns the frame size the log uses."""
+    h = _meta_fields(have)
+    w = _meta_fields(want)
+    if h[0] != w[0] or h[2:] != w[2:]:
+        raise ValueError("%s holds records of size %d codec %s format %r, not size %d codec "
+                         "%s format %r" % (where, h[0], h[2], h[3], w[0], w[2], w[3]))
+    return h[1]
 
 
-class _Dir:
-    """Buckets, cursors and time ranges as files in a folder.
+class _Walk:
+    """Decodes one bucket's records in order (a reader, a scan): frames from the
+    bucket's start, each checked before its records are trusted."""
 
-    ``meta``; ``b<first seqn, 10 digits>`` (slots back to back); ``i<first>``
-    (the closed bucket's time range); ``r<n>a``/``r<n>b`` (cursor copies).
-    """
-
-    reclaims = True  # consumed buckets are deleted; space is watched with statvfs
-
-    def __init__(self, log, folder, recreate):
+    def __init__(self, log):
         self.log = log
-        self.folder = folder.rstrip("/")
-        self.stride = log.slot_size
-        self._file = None
-        if recreate:
-            self._remove_all()
-        self._mkdirs()
-
-    def path(self, name):
-        return self.folder + "/" + name
-
-    def _names(self):
-        """File names as bytes: a damaged FAT directory may hold names that are not
-        valid UTF-8, which must not make the listing raise."""
-        return os.listdir(self.folder.encode())
-
-    def _mkdirs(self):
-        cur = "/" if self.folder.startswith("/") else ""
-        for part in self.folder.split("/"):
-            if part:
-                cur = cur + part
-                if not _exists(cur):
-                    os.mkdir(cur)
-                cur += "/"
-
-    def _remove_all(self):
-        if _exists(self.folder):
-            for name in self._names():
-                os.remove(self.folder.encode() + b"/" + name)
-
-    def check_meta(self, want, recreate):
-        try:
-            with open(self.path("meta")) as f:
-                have = f.read().strip()
-        except (OSError, ValueError):  # ValueError: UnicodeError on a damaged file
-            have = None
-        if have == want:
-            return
-        if have is not None and have.startswith("tslog1 ") and len(have.split(" ")) >= 4:
-            _check_line(have, want, self.folder)
-        elif have is not None:
-            self.log.corrupt += 1
-            _log("meta file unreadable, rewritten")
-        tmp = self.path("meta.tmp")
-        with open(tmp, "w") as f:
-            f.write(want)
-        if have is not None and _exists(self.path("meta")):
-            os.remove(self.path("meta"))  # FAT's rename does not replace
-        os.rename(tmp, self.path("meta"))
-
-    def buckets(self):
-        out = []
-        index = []
-        for name in self._names():
-            if len(name) == 11 and name[1:].isdigit():
-                if name[0] == 98:  # b"b%010d": a bucket
-                    out.append(int(name[1:]))
-                elif name[0] == 105:  # b"i%010d": its time range
-                    index.append(int(name[1:]))
-        out.sort()
-        have = set(out)
-        for first in index:  # left by a cut between removing a bucket and its index
-            if first not in have:
-                os.remove(self.path("i%010d" % first))
-        return out
-
-    def _name(self, first):
-        return self.path("b%010d" % first)
-
-    def tail_count(self, first):
-        """(valid slots from the start, clean): clean when nothing follows them."""
-        path = self._name(first)
-        size = os.stat(path)[6]
-        n = size // self.stride
-        log = self.log
-        with open(path, "rb") as f:
-            while n > 0 and not log._read_slot(f, n - 1, first + n - 1, log._slot):
-                n -= 1
-                log.corrupt += 1
-        return n, size == n * self.stride
+        self.dec = log.codec.decoder()
+        self.buf = bytearray(log.frame_bytes)
+        self.rec = bytearray(log.record_size)
+        self.h = None
+        self.first = 0
+        self.next = 0  # seqn of the record step() decodes next
+        self._tag = 0
+        self._off = 0
+        self._left = 0
 
     def open(self, first):
+        self.close()
+        st = self.log._st
+        self.h = st.open(first)
+        if self.h is None:
+            return False
+        self.first = self.next = first
+        self._tag = st.tag(first)
+        self._off = st.start
+        self._left = 0
+        return True
+
+    def step(self):
+        """Decode the next record into ``rec``: its length, or None where the bucket's
+        valid frames end (for now, or at a bad frame)."""
+        if not self._left:
+            fr = self.log._read_frame(self.h, self._tag, self._off, self.next, self.buf)
+            if fr is None:
+                return None
+            count, key, p, end, self._off = fr
+            if key:
+                self.dec.reset()
+            elif self.next == self.first:
+                return None  # a bucket starts with a key frame
+            self.dec.load(self.buf, p, end)
+            self._left = count
         try:
-            return open(self._name(first), "rb")
-        except OSError:
+            n = self.dec.next(self.rec)
+        except ValueError as e:  # a frame the codec cannot decode (another firmware's)
+            _log("bucket %d: record %d undecodable: %s" % (self.first, self.next, e))
+            self._left = 0
+            self._off = 1 << 30  # nothing after it can be decoded either
             return None
+        self._left -= 1
+        self.next += 1
+        return n
 
-    def read(self, f, index, buf):
-        f.seek(index * self.stride)
-        return f.readinto(buf) == len(buf)
+    def read(self, seqn):
+        """Decode record ``seqn`` of bucket ``first`` (``seqn >= first``) into ``rec``;
+        its length, or None if it is not among the bucket's valid frames."""
+        if self.h is None or self.next > seqn:
+            if not self.open(self.first):
+                return None
+        n = None
+        while self.next <= seqn:
+            n = self.step()
+            if n is None:
+                return None
+        return n
 
-    def close(self, f):
-        f.close()
-
-    def append(self, first, index, slot):
-        if self._file is None:
-            self._file = open(self._name(first), "ab")
-        self._file.write(slot)
-
-    def sync(self):
-        if self._file is not None:
-            _fsync(self._file)
-
-    def close_write(self):
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def victim(self):
-        return None  # space is made by _make_room() after the new bucket exists
-
-    def new(self, first):
-        with open(self._name(first), "wb"):
-            pass
-
-    def remove(self, first):
-        os.remove(self._name(first))
-        try:
-            os.remove(self.path("i%010d" % first))
-        except OSError:
-            pass
-
-    def free_bytes(self):
-        try:
-            st = os.statvfs(self.folder)
-        except (OSError, AttributeError):
-            return 1 << 30
-        return st[0] * st[4]
-
-    def free_records(self):
-        log = self.log
-        return max(0, self.free_bytes() - log.reserve_bytes) // log.slot_size
-
-    def load_cursor(self, n):
-        """(generation, seqn) of reader n's newest valid cursor copy."""
-        best = (0, 0)
-        buf = bytearray(12)
-        log = self.log
-        for tag in "ab":
-            try:
-                with open(self.path("r%d%s" % (n, tag)), "rb") as f:
-                    got = f.readinto(buf)
-            except OSError:
-                continue
-            gen, seqn, _ = struct.unpack(_CURSOR, buf)
-            if got != 12 or not _sealed(buf, 8) or seqn > log.last_seqn:
-                log.corrupt += 1
-                continue
-            if gen > best[0]:
-                best = (gen, seqn)
-        return best
-
-    def save_cursor(self, n, gen, seqn):
-        buf = bytearray(12)
-        struct.pack_into("<II", buf, 0, gen, seqn)
-        _seal(buf, 8)
-        with open(self.path("r%d%s" % (n, "ab"[gen & 1])), "wb") as f:
-            f.write(buf)
-            _fsync(f)
-
-    def save_range(self, first, buf):
-        # A plain small file: a cut leaves it missing or failing its CRC, and the
-        # range is then rebuilt from the bucket's slots.
-        with open(self.path("i%010d" % first), "wb") as f:
-            f.write(buf)
-            _fsync(f)
-
-    def load_range(self, first):
-        buf = bytearray(_RANGE_SIZE)
-        try:
-            with open(self.path("i%010d" % first), "rb") as f:
-                if f.readinto(buf) != _RANGE_SIZE:
-                    return None
-        except OSError:
-            return None
-        return buf
+    def close(self):
+        if self.h is not None:
+            self.log._st.close(self.h)
+            self.h = None
 
 
 class TSLog:
-    """A log of fixed-size records in buckets, in a folder or on a raw partition.
+    """A log of records (up to ``record_size`` bytes each) in buckets, in a folder or
+    on a raw partition.
 
     ``where``: a folder path, or a block device/partition (``esp32.Partition``).
     ``format``: a ``struct`` format; when given it sets the record size.
     ``record_size``: bytes per record (ignored when ``format`` gives it).
-    ``bucket_size``: records per bucket file (on a partition: what one erase block
-    holds). ``commit_delta``: stores between automatic commits. ``nreaders``: 1..4.
-    ``recreate``: start empty. ``reserve_bytes``: free space kept for the
-    filesystem's own needs. ``time_of``: function raw record -> int timestamp or
-    None, enables ``between()``.
+    ``bucket_size``: records per bucket file (on a partition a bucket is one erase
+    block, whatever it holds). ``commit_delta``: stores between automatic commits.
+    ``nreaders``: 1..4. ``recreate``: start empty. ``reserve_bytes``: free space kept
+    for the filesystem's own needs. ``time_of``: function raw record -> int timestamp
+    or None, enables ``between()``. ``codec``: how frames are coded (``tscodec``;
+    default ``Plain``); a log keeps the codec it was created with (its name is in the
+    meta line).
     """
 
     def __init__(self, folder, format="", record_size=128, bucket_size=1024,
                  commit_delta=16, nreaders=1, recreate=False, reserve_bytes=None,
-                 time_of=None):
+                 time_of=None, codec=None):
         if not 1 <= nreaders <= _MAX_READERS:
             raise ValueError("nreaders must be 1..4, not %d" % nreaders)
         if format:
@@ -362,26 +243,41 @@ class TSLog:
         self.commit_delta = commit_delta
         self.nreaders = nreaders
         self.time_of = time_of
-        self.slot_size = _HDR + record_size + _CRC
-        self.reserve_bytes = (reserve_bytes if reserve_bytes is not None
-                              else 2 * bucket_size * self.slot_size + 16384)
-        self.corrupt = 0  # bad slots or cursor copies found (counted, skipped)
+        if codec is None:
+            from tslog_plain import Plain  # loaded only for a log without a codec
+
+            codec = Plain(record_size)
+        self.codec = codec
+        self.reserve_bytes = 32768 if reserve_bytes is None else reserve_bytes
+        self.corrupt = 0  # bad frames, unreadable runs, bad cursor copies (counted, skipped)
         self.dropped = 0  # unread records deleted to make room
-        self._slot = bytearray(self.slot_size)
-        self._since_commit = 0
         self.last_seqn = 0
         self._buckets = []  # type: list
         if isinstance(folder, str):
+            from tslog_dir import DirStore  # loaded only for a folder
+
             self.folder = folder.rstrip("/")
-            self._st = _Dir(self, folder, recreate)
+            self._st = DirStore(self, folder, recreate)
         else:
             self.folder = ""
             from tslog_raw import RawStore  # loaded only for a partition
 
             self._st = RawStore(self, folder, recreate)
-            bucket_size = self._st.cap
         self.bucket_size = bucket_size
-        self._st.check_meta(self._meta_line(), recreate)
+        self.frame_records = min(commit_delta, _FRAME_MAX)
+        # A frame's size, at most: the log keeps the one it was created with (the meta line
+        # holds it), so its readers' buffers always hold its frames.
+        one = 4 + self.codec.max_payload(1, record_size) + _CRC
+        self.frame_bytes = max(min(4 + self.codec.max_payload(self.frame_records, record_size)
+                                   + _CRC, _FRAME_BYTES), one)
+        self.frame_bytes = self._st.check_meta(self._meta_line(), recreate)
+        self._pend = bytearray(self.frame_records * record_size)  # stored, not yet framed
+        self._plen = [0] * self.frame_records
+        self._npend = 0
+        self._since_commit = 0
+        self._enc = self.codec.encoder()
+        self._fbuf = bytearray(self.frame_bytes)
+        self._seedbuf = bytearray(8)
         self._buckets = self._st.buckets()
         self._ranges = {}  # closed buckets' time ranges read so far (bounded cache)
         self._lo = self._hi = None  # the open bucket's range ...
@@ -393,33 +289,90 @@ class TSLog:
     def _meta_line(self):
         # rstrip: without a format the line would end in a space, which the stripped line
         # read back never equals, so every open would rewrite the meta file.
-        return ("tslog1 %d %d %d %s" % (self.record_size, self.bucket_size, self.nreaders,
-                                        self.format)).rstrip()
+        return ("%s %d %d %d %d %s %s" % (_META, self.record_size, self.bucket_size,
+                                           self.nreaders, self.frame_bytes,
+                                           self.codec.name, self.format)).rstrip()
 
-    def _read_slot(self, h, index, seqn, buf):
-        """Read slot ``index`` of open bucket ``h`` into ``buf``; True if valid, ``seqn``."""
-        if not self._st.read(h, index, buf):
-            return False
-        s, n = struct.unpack_from("<IH", buf, 0)
-        if s != seqn or n > self.record_size:
-            return False
-        return _sealed(buf, self.slot_size - _CRC)
+    def _seed(self, tag, seqn):
+        b = self._seedbuf
+        struct.pack_into("<II", b, 0, tag, seqn)
+        return binascii.crc32(b)
+
+    def _read_frame(self, h, tag, off, seqn, buf):
+        """The frame at ``off`` of open bucket ``h``, which must start at ``seqn``:
+        (count, key, payload start, payload end, next offset) with the frame in ``buf``,
+        or None if there is no valid frame there (erased, short, torn, wrong place)."""
+        st = self._st
+        got = st.read(h, off, buf, 4)
+        count = buf[0] & 0x7F
+        if got < 2 or count == 0 or count > _FRAME_MAX:
+            return None  # 0xFF: erased flash, the end of the frames
+        size = p = 0
+        while True:  # the payload's length, LEB128 (1 to 3 bytes)
+            p += 1
+            if p >= got or p > 3:
+                return None
+            size |= (buf[p] & 0x7F) << (7 * p - 7)
+            if not buf[p] & 0x80:
+                break
+        end = p + 1 + size
+        if end + _CRC > len(buf) or st.read(h, off, buf, end + _CRC) != end + _CRC:
+            return None
+        if struct.unpack_from("<I", buf, end)[0] != _crc(buf, end, self._seed(tag, seqn)):
+            return None
+        return count, buf[0] & 0x80, p + 1, end, off + end + _CRC
+
+    def _walk_bucket(self, first):
+        """(records in valid frames, offset after them, nothing after them) of a bucket."""
+        st = self._st
+        h = st.open(first)
+        if h is None:
+            return 0, st.start, False
+        tag = st.tag(first)
+        off = st.start
+        n = 0
+        try:
+            while True:
+                fr = self._read_frame(h, tag, off, first + n, self._fbuf)
+                if fr is None or (n == 0 and not fr[1]):
+                    break
+                n += fr[0]
+                off = fr[4]
+            return n, off, st.clean_after(h, off)
+        finally:
+            st.close(h)
 
     def _open_tail(self):
-        """Find the committed end: the last valid slot of the newest bucket."""
-        if not self._buckets:
-            self._first = 1
-            self.last_seqn = 0
-            self._count = self.bucket_size  # the first store creates bucket 1
-        else:
-            self._first = self._buckets[-1]
-            n, clean = self._st.tail_count(self._first)
+        """Find the committed end: the last valid frame of the newest bucket."""
+        self._full = False
+        self._keyed = False  # the next frame is a key frame
+        bks = self._buckets
+        while bks:
+            first = bks[-1]
+            n, end, clean = self._walk_bucket(first)
+            if n == 0 and not clean and len(bks) > 1:
+                prev = self._walk_bucket(bks[-2])[0]
+                if bks[-2] + prev != first:  # garbage, not where the log ends: a stray
+                    self.corrupt += 1
+                    _log("bucket %d: no valid frame, not after seqn %d: removed" % (
+                        first, bks[-2] + prev - 1))
+                    bks.pop()
+                    self._st.remove(first)
+                    continue
+            self._first = first
             self._count = n
-            self.last_seqn = self._first + n - 1
+            self._used = end
+            self.last_seqn = first + n - 1
             if not clean:
-                _log("bucket %d: torn tail after seqn %d, new bucket" % (self._first,
-                                                                        self.last_seqn))
-                self._count = self.bucket_size  # never append after a bad tail
+                self.corrupt += 1
+                _log("bucket %d: torn tail after seqn %d, new bucket" % (first, self.last_seqn))
+                self._full = True  # never append after a bad tail
+            break
+        else:
+            self._first = None
+            self._count = 0
+            self._used = 0
+            self.last_seqn = 0
         self.committed_seqn = self.last_seqn
 
     # ---------------------------------------------------------------- writing
@@ -441,57 +394,117 @@ class TSLog:
         return self.store_record(data)
 
     def store_record(self, data):
-        """Append raw bytes (at most ``record_size``); return the new seqn."""
+        """Append raw bytes (at most ``record_size``); return the new seqn. The record is
+        kept in RAM until the next commit (at most ``commit_delta`` stores away)."""
         n = len(data)
         if n > self.record_size:
             raise ValueError("record of %d bytes, record_size is %d" % (n, self.record_size))
-        t = self.time_of(data) if self.time_of else None
-        seqn = self.last_seqn + 1
-        slot = self._slot
-        struct.pack_into("<IH", slot, 0, seqn, n)
-        slot[_HDR:_HDR + n] = data
-        for i in range(_HDR + n, self.slot_size - _CRC):
-            slot[i] = 0
-        _seal(slot, self.slot_size - _CRC)
-        try:
-            self._append(seqn)
-        except OSError as e:
-            if e.args[0] != _ENOSPC:
-                raise
-            # The failed write may be torn: close the bucket, make room, start a new one.
-            self._st.close_write()
-            self._count = self.bucket_size
-            self._drop_oldest()
-            self._append(seqn)
-        if t is not None and self._range_known:
-            if self._lo is None or t < self._lo:
-                self._lo = t
-            if self._hi is None or t > self._hi:
-                self._hi = t
-        self.last_seqn = seqn
+        self.codec.check(data)
+        i = self._npend
+        off = i * self.record_size
+        self._pend[off:off + n] = data
+        self._plen[i] = n
+        self._npend = i + 1
+        self.last_seqn += 1
         self._since_commit += 1
         if self._since_commit >= self.commit_delta:
             self.commit()
-        return seqn
+        elif self._npend >= self.frame_records:
+            self._flush()
+        return self.last_seqn
 
-    def _append(self, seqn):
-        if self._count >= self.bucket_size:
-            self._new_bucket(seqn)
-        self._st.append(self._first, self._count, self._slot)
-        self._count += 1
+    def _frame(self, i, k, seqn):
+        """Code pending records ``i .. i+k-1`` (seqn ``seqn`` on) as a frame in ``_fbuf``:
+        (start, size), or None if they do not fit in ``frame_bytes``."""
+        key = self._count == 0 or not self._keyed
+        if key:
+            self._enc.reset()
+        buf = self._fbuf
+        try:
+            end = self._enc.encode(self._pend, self._plen, i, k, self.record_size, buf, 4)
+        except IndexError:  # past the buffer: the coder's state is spoilt, a key frame redoes it
+            self._keyed = False
+            return None
+        if end + _CRC > len(buf):
+            self._keyed = False
+            return None
+        size = end - 4
+        start = 2 if size < 128 else 1 if size < 16384 else 0
+        for j in range(start + 1, 4):  # the length, LEB128: low 7 bits first
+            buf[j] = (size >> (7 * (j - start - 1))) & 0x7F | (0x80 if j < 3 else 0)
+        buf[start] = k | (0x80 if key else 0)
+        struct.pack_into("<I", buf, end, _crc(memoryview(buf)[start:], end - start,
+                                                self._seed(self._st.tag(self._first), seqn)))
+        return start, end + _CRC - start
+
+    def _need_bucket(self):
+        return (self._first is None or self._full
+                or (self._st.reclaims and self._count >= self.bucket_size))
+
+    def _flush(self):
+        """Write the pending records as frames (a new bucket when the open one is full)."""
+        n = self._npend
+        base = self.last_seqn - n + 1
+        i = 0
+        while i < n:
+            if self._need_bucket():
+                self._new_bucket(base + i)
+            k = n - i
+            if self._st.reclaims and k > self.bucket_size - self._count:
+                k = self.bucket_size - self._count
+            fr = self._frame(i, k, base + i)
+            while fr is None or fr[1] > self._st.room(self._used):
+                if self._count:  # the open bucket is full: the frame starts the next one
+                    self._new_bucket(base + i)
+                elif k > 1:  # it does not fit an empty bucket or a frame: fewer records
+                    k = (k + 1) // 2
+                else:
+                    raise ValueError("a record does not fit in a bucket")
+                fr = self._frame(i, k, base + i)
+            try:
+                self._st.append(self._first, self._used, self._fbuf, fr[0], fr[1])
+            except OSError as e:
+                if e.args[0] != _ENOSPC:
+                    raise
+                # The failed write may be torn: close the bucket, make room, go on in a new one.
+                self._st.close_write()
+                self._full = True
+                self._drop_oldest()
+                continue
+            self._used += fr[1]
+            self._count += k
+            self._keyed = True
+            if self.time_of is not None and self._range_known:
+                self._frame_range(i, k)
+            i += k
+        self._npend = 0
+
+    def _frame_range(self, i, k):
+        mv = memoryview(self._pend)
+        rs = self.record_size
+        for j in range(i, i + k):
+            t = self.time_of(mv[j * rs:j * rs + self._plen[j]])
+            if t is not None:
+                if self._lo is None or t < self._lo:
+                    self._lo = t
+                if self._hi is None or t > self._hi:
+                    self._hi = t
 
     def _new_bucket(self, first):
-        self.commit()
         st = self._st
-        if self.time_of and self._buckets and self.last_seqn >= self._first:
+        if self.time_of and self._first is not None and self._count:
             st.save_range(self._first, _pack_range(self._open_range()))
         st.close_write()
         victim = st.victim()  # raw: the ring comes back to the oldest bucket
         while victim is not None and victim in self._buckets:
             self._drop_oldest()
+        if self._buckets and self._buckets[-1] == first:
+            self._buckets.pop()  # an empty bucket with a torn tail: superseded
         st.new(first)
         self._first = first
         self._count = 0
+        self._used = st.start
+        self._full = False
         self._buckets.append(first)
         self._lo = self._hi = None
         self._range_known = True
@@ -502,20 +515,46 @@ class TSLog:
 
     def commit(self):
         """Make every record stored so far survive a power cut; return the last seqn."""
+        if self._npend:
+            self._flush()
         if self._since_commit:
             self._st.sync()
         self._since_commit = 0
         self.committed_seqn = self.last_seqn
         return self.last_seqn
 
+    def skip_to(self, seqn):
+        """Commit; the next record stored gets ``seqn`` (> ``last_seqn``), in a new
+        bucket (created now, so the jump survives a reboot). For moving records between
+        logs under their own sequence numbers."""
+        if seqn <= self.last_seqn:
+            raise ValueError("seqn %d is not after %d" % (seqn, self.last_seqn))
+        self.commit()
+        if seqn > self.last_seqn + 1:
+            self.last_seqn = self.committed_seqn = seqn - 1
+            self._new_bucket(seqn)
+
     # ---------------------------------------------------------------- space
     def free(self):
-        """How many more records fit before the oldest unread bucket must be dropped."""
+        """About how many more records fit before the oldest unread bucket must be dropped
+        (from the flash each record took so far)."""
         return self._st.free_records()
 
     def buckets(self):
         """How many buckets the log holds (no flash access)."""
         return len(self._buckets)
+
+    def held(self):
+        """Records on flash (committed or not), from the oldest bucket's first seqn."""
+        return self.last_seqn - self._buckets[0] + 1 if self._buckets else 0
+
+    def usage(self):
+        """(records held, flash bytes they take with every overhead, flash bytes the log
+        may use): e.g. bytes per record = used / held, days held at ``s`` s a sample =
+        total / (used / held) * s / 86400. In a folder "used" counts the log's files and
+        "total" is the whole filesystem (code and settings share it)."""
+        used, total = self._st.used_bytes()
+        return self.held(), used, total
 
     def _drop_oldest(self):
         if len(self._buckets) < 2:
@@ -541,10 +580,24 @@ class TSLog:
 
     def _remove_bucket(self, first):
         for r in self._readers:
-            if r and r._hfirst == first:
-                r._close()
+            if r and r._w.first == first:
+                r._w.close()
         self._ranges.pop(first, None)
         self._st.remove(first)
+
+    def erase(self):
+        """Forget every record: readers move to the end, the next store starts a new
+        bucket after the last seqn (sequence numbers never repeat), older buckets go."""
+        last = self.commit()
+        for n in range(self.nreaders):
+            r = self.reader(n)
+            r.seqn = last
+            r.commit()
+            r.close()
+        if not (self._buckets and self._buckets[-1] == last + 1):
+            self._new_bucket(last + 1)
+        while len(self._buckets) > 1:
+            self._drop_oldest()
 
     # ---------------------------------------------------------------- cursors
     def _load_cursor(self, n):
@@ -564,10 +617,11 @@ class TSLog:
         return self._readers[n]
 
     def _locate(self, seqn):
-        """(bucket first seqn, slot index) of ``seqn`` (index -1: below the oldest bucket)."""
+        """(first seqn of the bucket holding ``seqn``, first seqn of the next bucket or
+        None); (oldest bucket, -1) below the oldest bucket; (None, None) if none."""
         bks = self._buckets
         if not bks:
-            return seqn, -1
+            return None, None
         if seqn < bks[0]:  # dropped while the flash was full
             return bks[0], -1
         lo, hi = 0, len(bks) - 1
@@ -577,41 +631,53 @@ class TSLog:
                 lo = mid
             else:
                 hi = mid - 1
-        return bks[lo], seqn - bks[lo]
+        return bks[lo], bks[lo + 1] if lo + 1 < len(bks) else None
 
-    def _records(self, start, end):
-        """Generator of (seqn, bytes) for the valid records ``start..end``."""
-        h = None
-        hfirst = 0
-        buf = bytearray(self.slot_size)
-        st = self._st
+    def _next(self, w, seqn, end):
+        """``(s, n)``: the first readable record ``s >= seqn`` (``<= end``), decoded into
+        ``w.rec`` (``n`` its length); or ``(s, None)`` when there is none up to ``end``,
+        ``s`` then the first seqn not examined. Dropped records and unreadable runs are
+        skipped (the latter a bucket at a time, counted and logged)."""
+        retried = False
+        while seqn <= end:
+            first, nxt = self._locate(seqn)
+            if first is None:
+                break
+            if nxt == -1:  # dropped while the flash was full: the oldest record kept
+                seqn = first
+                continue
+            if w.first != first:
+                w.close()
+                w.first = first
+            n = w.read(seqn)
+            if n is not None:
+                return seqn, n
+            if not retried:  # data synced after the handle was opened: look again
+                retried = True
+                w.close()
+                continue
+            retried = False
+            stop = min(nxt - 1 if nxt is not None else self.committed_seqn, end)
+            self.corrupt += 1
+            _log("seqn %d..%d unreadable in bucket %d: skipped" % (seqn, stop, first))
+            w.close()
+            seqn = stop + 1
+        return seqn, None
+
+    def records(self, start=1, end=None):
+        """Generator of committed (seqn, bytes) from seqn ``start`` on (to ``end``)."""
+        w = _Walk(self)
+        s = start
         try:
-            s = start
-            while s <= end:
-                first, index = self._locate(s)
-                if index < 0:
-                    if first <= s:
-                        return
-                    s = first
-                    continue
-                if h is None or hfirst != first:
-                    if h is not None:
-                        st.close(h)
-                    h = st.open(first)
-                    hfirst = first
-                    if h is None:  # deleted meanwhile (consumed or dropped): go on after it
-                        later = [b for b in self._buckets if b > first]
-                        if not later:
-                            return
-                        s = later[0]
-                        continue
-                if index < self.bucket_size and self._read_slot(h, index, s, buf):
-                    n = struct.unpack_from("<H", buf, 4)[0]
-                    yield s, bytes(buf[_HDR:_HDR + n])
+            while True:
+                stop = self.committed_seqn if end is None else min(end, self.committed_seqn)
+                s, n = self._next(w, s, stop)
+                if n is None:
+                    return
+                yield s, bytes(w.rec[:n])
                 s += 1
         finally:
-            if h is not None:
-                st.close(h)
+            w.close()
 
     def tail(self, n):
         """Generator of the last ``n`` committed records as (seqn, bytes), oldest first.
@@ -621,20 +687,30 @@ class TSLog:
         start = end - n + 1
         if self._buckets and start < self._buckets[0]:
             start = self._buckets[0]
-        return self._records(max(start, 1), end)
+        return self.records(max(start, 1), end)
 
     def _scan_range(self, first, end):
         lo = hi = None
         time_of = self.time_of
         if time_of is None:
             return lo, hi
-        for _, rec in self._records(first, end):
-            t = time_of(rec)
-            if t is not None:
-                if lo is None or t < lo:
-                    lo = t
-                if hi is None or t > hi:
-                    hi = t
+        w = _Walk(self)
+        w.first = first
+        s = first
+        try:
+            while s <= end:
+                n = w.read(s)
+                if n is None:
+                    break
+                t = time_of(memoryview(w.rec)[:n])
+                if t is not None:
+                    if lo is None or t < lo:
+                        lo = t
+                    if hi is None or t > hi:
+                        hi = t
+                s += 1
+        finally:
+            w.close()
         return lo, hi
 
     def _open_range(self):
@@ -696,7 +772,7 @@ class TSLog:
                     return
                 if rng[1] >= t0:
                     end = bks[i + 1] - 1 if i + 1 < len(bks) else self.committed_seqn
-                    for s, rec in self._records(bks[i], min(end, self.committed_seqn)):
+                    for s, rec in self.records(bks[i], min(end, self.committed_seqn)):
                         t = time_of(rec)
                         if t is not None and t0 <= t < t1:
                             yield s, rec
@@ -708,7 +784,8 @@ class TSLog:
         for n in range(self.nreaders):
             r = self._readers[n]
             low = min(low, r.seqn if r else self._load_cursor(n)[1])
-        return self.last_seqn, (self._first - 1) // self.bucket_size, self.last_seqn - low
+        first = self._first if self._first is not None else 1
+        return self.last_seqn, (first - 1) // self.bucket_size, self.last_seqn - low
 
     def close(self):
         """Commit and close the log and its readers."""
@@ -727,43 +804,18 @@ class TSReader:
         self._n = n
         self._gen, self.seqn = log._load_cursor(n)
         self._saved = self.seqn
-        self._h = None
-        self._hfirst = 0
-        self._buf = bytearray(log.slot_size)
+        self._w = _Walk(log)
 
     def next_record(self):
         """The next committed record as bytes, or None when none is left."""
         log = self._log
-        reopened = False
-        while self.seqn < log.committed_seqn:
-            want = self.seqn + 1
-            first, index = log._locate(want)
-            if index < 0:  # dropped while full: skip to the oldest record kept
-                if first <= want:
-                    return None
-                self.seqn = first - 1
-                continue
-            if self._h is None or self._hfirst != first:
-                self._close()
-                self._h = log._st.open(first)
-                if self._h is None:
-                    return None
-                self._hfirst = first
-            ok = index < log.bucket_size and log._read_slot(self._h, index, want, self._buf)
-            if not ok and not reopened:
-                # The data may have been synced after this handle was opened: look again.
-                reopened = True
-                self._close()
-                continue
-            reopened = False
-            self.seqn = want
-            if not ok:
-                log.corrupt += 1
-                _log("reader %d: bad slot for seqn %d skipped" % (self._n, want))
-                continue
-            n = struct.unpack_from("<H", self._buf, 4)[0]
-            return bytes(self._buf[_HDR:_HDR + n])
-        return None
+        s, n = log._next(self._w, self.seqn + 1, log.committed_seqn)
+        if n is None:
+            if s - 1 > self.seqn:  # dropped or unreadable records were skipped
+                self.seqn = s - 1
+            return None
+        self.seqn = s
+        return bytes(self._w.rec[:n])
 
     def next(self):
         """The next committed record unpacked with the log's format, or None."""
@@ -780,10 +832,5 @@ class TSReader:
         self._log._save_cursor(self._n, self._gen, self.seqn)
         self._saved = self.seqn
 
-    def _close(self):
-        if self._h is not None:
-            self._log._st.close(self._h)
-            self._h = None
-
     def close(self):
-        self._close()
+        self._w.close()

@@ -1,0 +1,58 @@
+"""TSLog's default codec: each record of a frame as it is, behind its length.
+
+Imported by ``tslog.TSLog`` only for a log opened without a codec (the Zerynth API's
+``format`` logs, tests, tools), so the firmware, whose queue uses ``tscodec.Delta``,
+never loads it. The codec interface is ``tscodec``'s.
+"""
+
+
+class Plain:
+    """Records as they are, each behind its length (1 byte; 2 when ``record_size`` > 255).
+    Both directions in one object (the log asks it for an encoder and a decoder)."""
+
+    name = "plain"
+
+    def __init__(self, record_size=255):
+        self._w = 1 if record_size < 256 else 2
+        self._buf = b""
+        self._pos = self._end = 0
+
+    def max_payload(self, count, record_size):
+        return count * (record_size + self._w)
+
+    def check(self, data):
+        pass
+
+    def encoder(self):
+        return Plain(255 if self._w == 1 else 256)
+
+    decoder = encoder
+
+    def reset(self):
+        pass
+
+    def encode(self, src, lens, i0, count, stride, out, pos):
+        for i in range(i0, i0 + count):
+            n = lens[i]
+            out[pos] = n & 0xFF
+            if self._w == 2:
+                out[pos + 1] = n >> 8
+            pos += self._w
+            out[pos:pos + n] = src[i * stride:i * stride + n]
+            pos += n
+        return pos
+
+    def load(self, buf, pos, end):
+        self._buf = buf
+        self._pos = pos
+        self._end = end
+
+    def next(self, out):
+        p = self._pos
+        n = self._buf[p] | (self._buf[p + 1] << 8 if self._w == 2 else 0)
+        p += self._w
+        if n > len(out) or p + n > self._end:
+            raise ValueError("bad record length in frame")
+        out[:n] = self._buf[p:p + n]
+        self._pos = p + n
+        return n
