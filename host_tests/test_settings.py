@@ -434,14 +434,6 @@ def test_write_wifi_persists_then_resets():
     assert _read_json(p)["wifi_ssid"] == "roof-ap"  # an invalid call changes nothing
 
 
-def test_fill_ids_from_mac():
-    mac = b"\x24\x6f\x28\xa1\xb2\xc3"
-    cfg = settings.fill_ids({"ap_ssid": "", "symbol": ""}, mac)
-    assert cfg == {"ap_ssid": "weather-b2c3", "symbol": "esp246f"}
-    cfg = settings.fill_ids({"ap_ssid": "mine", "symbol": "roof"}, mac)
-    assert cfg == {"ap_ssid": "mine", "symbol": "roof"}
-
-
 def _random_value(rng):
     k = rng.getrandbits(3)
     if k == 0:

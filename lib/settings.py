@@ -412,20 +412,6 @@ def load(path=PATH, defaults=None, log=print, nvs=True):
     return cfg
 
 
-def fill_ids(cfg, mac):
-    """Fill the MAC-derived names left "" in ``cfg`` (in place; returns ``cfg``):
-    ``ap_ssid`` "weather-" + the last 4 hex digits of ``mac`` (bytes), ``symbol``
-    "esp" + its first 4 hex digits (as the seed did)."""
-    import binascii
-
-    h = binascii.hexlify(mac).decode()
-    if not cfg.get("ap_ssid"):
-        cfg["ap_ssid"] = "weather-" + h[-4:]
-    if not cfg.get("symbol"):
-        cfg["symbol"] = "esp" + h[:4]
-    return cfg
-
-
 # -- WebREPL helpers --------------------------------------------------------------------
 
 
