@@ -202,6 +202,28 @@ def test_deploy_checks_config_and_names_ca_as_configured():
     assert r.returncode != 0 and "CA file not found" in r.stderr
 
 
+def test_deploy_warns_about_an_old_default_symbol_and_plain_http():
+    d = Path(support.tmpdir("deploy-warn"))
+    cfg = d / "config.json"
+
+    def check(over):
+        cfg.write_text(json.dumps(dict({"webrepl_password": "pw123"}, **over)))
+        return _tool("deploy", "--port", "/dev/ttyUSB0", "--config", str(cfg), "--dry-run")
+
+    # Boards of one vendor shared the old default: their records collide at the server.
+    r = check({"symbol": "esp246f"})
+    assert r.returncode == 0 and "warning: symbol 'esp246f' looks like the old default" \
+        in r.stderr, r.stderr
+    for symbol in ("esp246f28a1b2c3", "station-roof", "esp24", ""):
+        r = check({"symbol": symbol})
+        assert r.returncode == 0 and "symbol" not in r.stderr, (symbol, r.stderr)
+    r = check({"tb_host": "http://10.0.0.2:8099", "tb_pass": "hunter2-Secret"})
+    assert r.returncode == 2 and "tb_host is plain http://" in r.stderr, r.stderr
+    assert "tb_insecure" in r.stderr and "hunter2" not in r.stdout + r.stderr
+    r = check({"tb_host": "http://10.0.0.2:8099", "tb_insecure": True})
+    assert r.returncode == 0 and "unencrypted" in r.stderr, r.stderr
+
+
 _FAKE = """#!%s
 import os, sys
 with open(os.environ["DEPLOY_LOG"], "a") as f:

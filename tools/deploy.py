@@ -15,7 +15,9 @@ deploy: ``make build`` (``mpy-cross -march=xtensawin`` of ``lib/*.py``), then wi
 ``/lib/<mod>.py``, which MicroPython prefers over ``/lib/<mod>.mpy``); copy
 ``build/lib/*.mpy`` to ``/lib``; copy ``firmware/*.py`` (``boot.py``, ``main.py``,
 ``config.py``) to ``/`` as source; copy ``config.json`` (checked here with
-``lib/settings.py`` first) and the CA certificate (named as the config's ``tb_ca_file``);
+``lib/settings.py`` first; warnings for a ``symbol`` in the old default's shape, which
+other boards share, and for ``tb_insecure``) and the CA certificate (named as the
+config's ``tb_ca_file``);
 then a hard reset (``mpremote reset``), because a soft reset from mpremote's raw REPL
 runs boot.py but not main.py. ``mpremote fs cp`` skips files that are already identical.
 Only the first mpremote connection soft-resets the board; the others ``resume``.
@@ -29,6 +31,7 @@ sample not uploaded yet, so the tool says so and asks first: on a terminal it as
 """
 
 import argparse
+import re
 import shlex
 import subprocess
 import sys
@@ -40,6 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ESP32_IMAGE_MAGIC = 0xE9  # first byte of an ESP32 app/bootloader image
 FLASH_OFFSET = "0x1000"  # where the ESP32 (not S2/S3/C3) image with its bootloader goes
 TABLE_FILE = "build/partitions.bin"  # the partition table flash writes, relative to root
+# The default symbol before issue 17: "esp" + the first 4 hex digits of the MAC, which are
+# the vendor's prefix, so every board of that vendor had the same one.
+OLD_DEFAULT_SYMBOL = re.compile(r"esp[0-9a-f]{4}", re.IGNORECASE)
 
 
 class DeployError(Exception):
@@ -127,6 +133,18 @@ def deploy_plan(port, config=None, ca=None, root=ROOT, bin_dir=None, make="make"
                 "tb_insecure") and not ca:
             print("warning: no CA given: the board must already have /%s for %s" % (
                 ca_name, cfg["tb_host"]), file=sys.stderr)
+        symbol = cfg.get("symbol", "")
+        if OLD_DEFAULT_SYMBOL.fullmatch(symbol):
+            print("warning: symbol %r looks like the old default (\"esp\" + the first 4 hex "
+                  "digits of the MAC, which are the vendor's and the same on its other "
+                  "boards): the server cannot tell this board's records from theirs; give "
+                  "each board its own symbol, or remove the key to get the new default "
+                  "(\"esp\" + the whole MAC)" % symbol, file=sys.stderr)
+        if cfg.get("tb_insecure"):
+            print("warning: tb_insecure is true: %s" % (
+                "plain http://, the password and tokens cross the network unencrypted"
+                if str(cfg.get("tb_host", "")).startswith("http://")
+                else "the server's TLS certificate is not checked"), file=sys.stderr)
         if not cfg.get("webrepl_password"):
             print("warning: no webrepl_password in CONFIG: WebREPL will not start, so the "
                   "setup access point cannot be used to reconfigure the board",
