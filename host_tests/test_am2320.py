@@ -430,7 +430,7 @@ def test_real_clock_measure():
     dev, i2c = _setup(temperature_c=-7.7, humidity_rh=63.0)
     s = am2320.AM2320(i2c)
     assert s.measure() is False
-    assert 1990 <= s.ready_in_ms() <= 2000
+    assert 0 < s.ready_in_ms() <= 2000  # (less the time the call took on this host)
     time.sleep_ms(s.ready_in_ms())
     assert s.measure() is True
     assert s.temperature() == -7.7 and s.humidity() == 63.0
