@@ -1,5 +1,5 @@
 # run: micropython
-"""Heap bytes allocated per ``measure()`` of the AM2320 and BMP180 drivers.
+"""Heap bytes, sleep and fresh readings per ``measure()`` of the AM2320 and BMP180 drivers.
 
 Counts ``gc.mem_alloc()`` growth over many measurements with the GC
 disabled, on three set-ups:
@@ -9,8 +9,11 @@ disabled, on three set-ups:
   port does (the exception object is the port's, not the driver's);
 - the whole stack: fake ``machine.I2C`` plus the register-level emulators
   (their Python code allocates; not representative of a board).
-A virtual clock stands in for ``time`` so the AM2320's 2 s spacing costs no
-wall time; it also reports how long each driver sleeps per measurement.
+Calls follow a drift-free schedule as the sampler's (slot k at t0 + k * period),
+optionally with loop jitter (uniform within +-5 ms, seeded).  A virtual clock
+stands in for ``time`` so the AM2320's 2 s spacing costs no wall time; it also
+reports how long each driver sleeps per call (mean and worst) and the share of
+calls that returned a fresh reading.
 Run: ``make bench`` or
 ``MICROPYPATH=host_tests/fakes:lib:host_tests .venv/bin/micropython bench/bench_sensors.py``
 """
@@ -75,45 +78,85 @@ class CannedBMP180Bus:
             buf[i] = regs[reg + i]
 
 
-def per_measure(sensor, clock, gap_ms, n=N):
-    """(bytes allocated, us slept) per measure(), averaged over ``n`` calls."""
+def jitter_us(span_us, n=97, seed=12345):
+    """``n`` pseudo-random offsets in [-span_us, span_us] (an LCG: same on every run)."""
+    out = []
+    x = seed
+    for _ in range(n):
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+        out.append(x % (2 * span_us + 1) - span_us if span_us else 0)
+    return out
+
+
+def per_measure(sensor, clock, period_ms, jitter=(0,), n=N):
+    """(bytes allocated, mean us slept, worst us slept, share fresh) per measure() call.
+
+    Call k comes at t0 + k * period_ms + jitter[k % len(jitter)] (us) on the virtual clock.
+    """
     sensor.measure()  # warm up: first-call priming, lazily created objects
+    t0 = clock.us + period_ms * 1000 + max(0, -min(jitter))
+    period_us = period_ms * 1000
+    nj = len(jitter)
     gc.collect()
     gc.disable()
     slept = clock.slept_us
+    worst = 0
+    fresh = 0
     before = gc.mem_alloc()
-    for _ in range(n):
-        clock.advance_ms(gap_ms)
-        sensor.measure()
+    for k in range(n):
+        clock.us = t0 + k * period_us + jitter[k % nj]
+        s0 = clock.slept_us
+        if sensor.measure() is not False:  # BMP180: None, it always reads
+            fresh += 1
+        if clock.slept_us - s0 > worst:
+            worst = clock.slept_us - s0
     after = gc.mem_alloc()
     gc.enable()
-    return (after - before) / n, (clock.slept_us - slept) / n
+    return (after - before) / n, (clock.slept_us - slept) / n, worst, fresh / n
+
+
+def first_call(sensor, clock):
+    """(us slept, result) of the first measure() after power-up."""
+    s0 = clock.slept_us
+    ok = sensor.measure()
+    return clock.slept_us - s0, ok
 
 
 def main():
     clock = VirtualClock().install(am2320, am2320_device, bmp180, bmp180_device)
     rows = []
+    jit = jitter_us(5000)
     try:
-        rows.append(("AM2320 driver alone", per_measure(
+        first = first_call(am2320.AM2320(CannedAM2320Bus(False)), clock)
+        rows.append(("AM2320 alone, 2 s", per_measure(
             am2320.AM2320(CannedAM2320Bus(False)), clock, 2000)))
-        rows.append(("AM2320 driver + port's wake-up OSError", per_measure(
+        rows.append(("AM2320 alone, 2 s +-5 ms jitter", per_measure(
+            am2320.AM2320(CannedAM2320Bus(False)), clock, 2000, jit)))
+        rows.append(("AM2320 alone, 1 s", per_measure(
+            am2320.AM2320(CannedAM2320Bus(False)), clock, 1000)))
+        rows.append(("AM2320 + port's wake-up OSError, 2 s", per_measure(
             am2320.AM2320(CannedAM2320Bus(True)), clock, 2000)))
-        rows.append(("BMP180 driver alone (oss 3)", per_measure(
-            bmp180.BMP180(CannedBMP180Bus(), oss=3), clock, 2000)))
+        rows.append(("BMP180 alone (oss 3), 1 s", per_measure(
+            bmp180.BMP180(CannedBMP180Bus(), oss=3), clock, 1000)))
         machine.attach_i2c(0, am2320_device.AM2320Device())
         machine.attach_i2c(0, bmp180_device.BMP180Device())
         i2c = machine.I2C(0, freq=100_000)
-        rows.append(("AM2320 + fake I2C + emulator", per_measure(
-            am2320.AM2320(i2c), clock, 2000, 20)))
+        rows.append(("AM2320 + fake I2C + emulator, 2 s", per_measure(
+            am2320.AM2320(i2c), clock, 2000, (0,), 20)))
         rows.append(("BMP180 + fake I2C + emulator (oss 3)", per_measure(
-            bmp180.BMP180(i2c, oss=3), clock, 2000, 20)))
+            bmp180.BMP180(i2c, oss=3), clock, 2000, (0,), 20)))
     finally:
         clock.uninstall()
-    print("bytes allocated and time slept per measure() (driver alone: mean of %d calls;"
+    print("per measure() call on a drift-free schedule (driver alone: mean of %d calls;"
           " emulated: 20)" % N)
-    print("%-40s %10s %10s" % ("set-up", "bytes", "slept ms"))
-    for name, (nbytes, slept) in rows:
-        print("%-40s %10.1f %10.2f" % (name, nbytes, slept / 1000))
+    print("%-38s %8s %9s %9s %7s" % ("set-up, call period", "bytes", "slept ms", "worst ms",
+                                     "fresh"))
+    for name, (nbytes, slept, worst, fresh) in rows:
+        print("%-38s %8.1f %9.2f %9.2f %6d%%" % (name, nbytes, slept / 1000, worst / 1000,
+                                                 round(fresh * 100)))
+    print("AM2320 first call after power-up: slept %.2f ms, returned %s (primes)"
+          % (first[0] / 1000, first[1]))
+    print("AM2320 longest sleep to complete its 2 s: MAX_WAIT_MS = %d ms" % am2320.MAX_WAIT_MS)
 
 
 main()

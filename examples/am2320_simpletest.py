@@ -6,7 +6,9 @@ import am2320
 from machine import I2C, Pin
 
 sensor = am2320.AM2320(I2C(0, scl=Pin(22), sda=Pin(21), freq=100_000))
-for _ in range(5):
-    sensor.measure()  # the first call takes ~2 s: the chip reports the previous conversion
-    print("%.1f C  %.1f %%RH" % (sensor.temperature(), sensor.humidity()))
-    time.sleep(2)  # the AM2320 needs >= 2 s between reads
+for _ in range(6):
+    # The chip answers with the conversion it made at the previous read: the first call only
+    # primes it (False), and reads must be >= 2 s apart (False sooner, without waiting).
+    if sensor.measure():
+        print("%.1f C  %.1f %%RH" % (sensor.temperature(), sensor.humidity()))
+    time.sleep(2)

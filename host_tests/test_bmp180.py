@@ -70,6 +70,8 @@ def test_datasheet_example_through_the_bus():
         assert s.cal == DS
         s.measure()
         assert s.temperature() == 15.0 and s.pressure() == 69964
+        assert s.temperature_tenths() == 150 and type(s.temperature_tenths()) is int
+        assert type(s.pressure()) is int
     finally:
         clk.uninstall()
 
@@ -103,7 +105,8 @@ def test_sweep_through_emulator():
                 dev.temperature_c, dev.pressure_pa = t10 / 10, p
                 for oss, s in enumerate(sensors):
                     s.measure()
-                    assert round(s.temperature() * 10) == t10, (cal, oss, t10)
+                    assert s.temperature_tenths() == t10, (cal, oss, t10)
+                    assert round(s.temperature() * 10) == t10
                     assert abs(s.pressure() - p) <= P_TOL[oss], (cal, oss, t10, p, s.pressure())
                 t10 += 23
             assert dev.stale_reads == 0
@@ -165,6 +168,7 @@ def test_measure_errors_and_retries():
         e = _fails(s.measure, "I2C error 19")
         assert "(after 3 attempts)" in e.args[0]
         support.raises(bmp180.BMP180Error, s.temperature)  # no stale value survives
+        support.raises(bmp180.BMP180Error, s.temperature_tenths)
         support.raises(bmp180.BMP180Error, s.pressure)
         support.raises(bmp180.BMP180Error, s.altitude)
         dev.on_bus = True

@@ -159,6 +159,11 @@ class BMP180:
     def measure(self):
         """Run a temperature then a pressure conversion (about 30 ms at oss 3).
 
+        Each wait is the datasheet's maximum conversion time (temperature 4.5 ms,
+        pressure 4.5 / 7.5 / 13.5 / 25.5 ms for oss 0..3); only a chip still busy
+        after it (SCO set) gets up to 3 more 1 ms polls, and a failed attempt is
+        retried ``retry_delay_ms`` later.
+
         Raises ``BMP180Error`` when every attempt failed; the previous values
         are then dropped so no stale reading can be returned.
         """
@@ -166,11 +171,15 @@ class BMP180:
         self._retry(_STEP_MEASURE)
 
     def temperature(self):
-        """Last measured temperature in degC (0.1 degC resolution)."""
+        """Last measured temperature in degC (float, 0.1 degC resolution)."""
         return self._valid(self._t) / 10
 
+    def temperature_tenths(self):
+        """Last measured temperature in 0.1 degC (int, the datasheet's unit: 150 = 15.0 degC)."""
+        return self._valid(self._t)
+
     def pressure(self):
-        """Last measured pressure in Pa."""
+        """Last measured pressure in Pa (int)."""
         return self._valid(self._p)
 
     def altitude(self, sea_level_pa=101325):
