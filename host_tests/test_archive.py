@@ -14,22 +14,22 @@ import time
 import archive
 import record
 import support
+import test_schema
 import tslog
 
 T0 = 1763942400000  # 2025-11-24T00:00:00Z
 HOUR = 3600000
 
 
-def _vals(i):
-    return (20.0 + i % 10, 50.5, 21.25, 101325.0 + i, 12.5, 1000 + i, 90000 - i)
+def _vals(i):  # layout v2: 0.1 degC, 0.1 %RH, 0.1 degC, Pa, mem_used, heap
+    return (200 + i % 10, 505, 212, 101325 + i, 1000 + i, 91000)
 
 
 def _log(folder, n=0, step=HOUR, start=1):
     """A queue of ``n`` UTC records ``step`` ms apart; also makes the card folder next to it
     (the mount point of the stand-in card)."""
     support.makedirs(folder[:folder.rfind("/")] + "/sd")
-    log = tslog.TSLog(folder, record_size=record.QUEUE_RECORD_SIZE, bucket_size=16,
-                      commit_delta=16, nreaders=2)
+    log = record.open_queue(folder, bucket_size=16, commit_delta=16, nreaders=2)
     for i in range(start - 1, start - 1 + n):
         log.store_record(record.encode(T0 + i * step, _vals(i), 1, record.FLAG_UTC))
     log.commit()
@@ -246,20 +246,20 @@ def test_layout_update_starts_a_new_file_for_the_day():
     arc = _archive(log.reader(1), d + "/sd", log=_quiet)
     _drain(arc)
     try:
-        record.register(record.Layout(2, "<qfffffIIfHB", record.FIELDS[:8] + (
-            "dew_point", "boot", "flags")), current=True)
-        log.store_record(record.encode(T0 + 4 * HOUR, _vals(3) + (7.5,), 1, record.FLAG_UTC))
+        record.register(test_schema._v3(), current=True)
+        log.store_record(record.encode(T0 + 4 * HOUR, _vals(3) + (75, 3700), 1,
+                                       record.FLAG_UTC))
         log.commit()
         _drain(arc)
         files = [p[len(d) + 4:] for p in _csv_files(d + "/sd")]
         assert files == ["2025/11/24-1.csv", "2025/11/24.csv"], files
         with open(d + "/sd/2025/11/24-1.csv") as f:
             lines = f.read().split("\n")
-        assert lines[0].endswith(",dew_point") and lines[1].startswith("4,")
-        assert lines[1].endswith(",7.5")
+        assert lines[0].endswith(",dew_point,battery_mv") and lines[1].startswith("4,")
+        assert lines[1].endswith(",7.5,3700")
     finally:
-        record.LAYOUTS.pop(2, None)
-        record.CURRENT = 1
+        record.LAYOUTS.pop(3, None)
+        record.CURRENT = 2
     log.close()
 
 

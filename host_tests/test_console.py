@@ -4,23 +4,35 @@ interpreters).  The 7-day / 64 KB heap run is host_tests/test_console_heap.py.""
 import console
 import record
 import support
+import test_schema
 import tslog
 
 T0 = 1700000000000  # 2023-11-14T22:13:20Z
 STEP = 2000
 
 
-def _vals(i):
-    return (20.0 + i % 10, 50.5, 21.25, 101325.0 + i, 12.5, 1000 + i, 90000 - i)
+def _vals(i):  # layout v2: 0.1 degC, 0.1 %RH, 0.1 degC, Pa, mem_used, heap
+    return (200 + i % 10, 505, 212, 101325 + i, 1000 + i, 91000)
+
+
+def _texts(i):
+    """The CSV cells of _vals(i), as the uploader sends them."""
+    return ["%.1f" % (20 + i % 10), "50.5", "21.2", "%d" % (101325 + i),
+            "%.7g" % record.altitude_m(101325 + i), "%d" % (1000 + i), "%d" % (90000 - i)]
+
+
+def _queue(d, indexed=True, **kw):
+    if indexed:
+        return record.open_queue(d + "/q", **kw)
+    return tslog.TSLog(d + "/q", record_size=record.QUEUE_RECORD_SIZE, codec=record.CODEC,
+                       **kw)
 
 
 def _build(n, bucket_size=8, untimed=0, nreaders=2, indexed=True):
     """A log of ``n`` UTC records every 2 s from T0, then ``untimed`` pre-NTP ones;
     ``indexed``: opened with the TSLog time index (else the console scans)."""
     d = support.tmpdir("console")
-    kw = {"time_of": record.time_of} if indexed else {}
-    log = tslog.TSLog(d + "/q", record_size=record.QUEUE_RECORD_SIZE, bucket_size=bucket_size,
-                      commit_delta=64, nreaders=nreaders, **kw)
+    log = _queue(d, indexed, bucket_size=bucket_size, commit_delta=64, nreaders=nreaders)
     for i in range(n):
         log.store_record(record.encode(T0 + i * STEP, _vals(i), 1, record.FLAG_UTC))
     for i in range(untimed):
@@ -61,7 +73,7 @@ def test_tail_returns_last_records_in_order():
     _, log = _build(30)
     got = console.tail(3)
     assert [s for s, _ in got] == [28, 29, 30]
-    assert got[-1][1] == (T0 + 29 * STEP,) + _vals(29) + (1, record.FLAG_UTC)
+    assert got[-1][1] == (T0 + 29 * STEP,) + _vals(29) + (1, record.FLAG_UTC | 1 << 5)
     assert [s for s, _ in console.tail(100)] == list(range(1, 31))
     assert console.tail(0) == []
     log.close()
@@ -120,34 +132,37 @@ def test_dump_csv_header_and_rows():
     assert head[6:] == list(record.SENSOR_FIELDS)
     assert len(out.lines) == 21
     row = out.lines[1].split(",")
-    assert row[:6] == ["1", record.iso_utc(T0), str(T0), "1", "1", "1"]
-    assert [float(x) for x in row[6:]] == list(_vals(0))
+    assert row[:6] == ["1", record.iso_utc(T0), str(T0), "1", "1", "2"]
+    assert row[6:] == _texts(0)
     out = _Lines()
     assert console.dump(writer=out, since=T0 // 1000 + 10, until=T0 // 1000 + 20) == 5
     assert out.lines[1].split(",")[0] == "6"
     log.close()
 
 
-def test_dump_mixed_layouts_and_nan():
+def test_dump_mixed_layouts_and_nulls():
     _, log = _build(2)
     nan = float("nan")
-    try:
-        record.register(record.Layout(2, "<qfffffIIfHB", record.FIELDS[:8] + (
-            "dew_point", "boot", "flags")), current=True)
-        log.store_record(record.encode(T0 + 10000, (nan, nan) + _vals(0)[2:] + (9.25,), 3,
-                                       record.FLAG_UTC))
+    try:  # a v1 record (firmware 1.0) with NaNs, then the example update's v3
+        log.store_record(record.encode(T0 + 8000, (nan, nan, 21.25, 101325.0, 12.5, 1, 2), 3,
+                                       record.FLAG_UTC, version=1))
+        record.register(test_schema._v3(), current=True)
+        log.store_record(record.encode(T0 + 10000, _vals(0) + (92, 3700), 3,
+                                       record.FLAG_UTC | record.FLAG_NO_AM))
         log.commit()
         out = _Lines()
-        assert console.dump(writer=out) == 3
+        assert console.dump(writer=out) == 4
         head = out.lines[0].split(",")
-        assert head[-1] == "dew_point"
-        v1, v2 = out.lines[2].split(","), out.lines[3].split(",")
-        assert v1[-1] == "" and v1[5] == "1"
-        assert v2[-1] == "9.25" and v2[5] == "2" and v2[6] == "" and v2[7] == ""
-        assert "dew_point=9.25" in console.line_of(3, console.tail(1)[0][1])
+        assert head[-2:] == ["dew_point", "battery_mv"]
+        v2, v1, v3 = (out.lines[i].split(",") for i in (2, 3, 4))
+        assert v2[-1] == v2[-2] == "" and v2[5] == "2"
+        assert v1[5] == "1" and v1[6] == v1[7] == "" and v1[8] == "21.25"
+        assert v3[-2:] == ["9.2", "3700"] and v3[5] == "3" and v3[6] == "" and v3[7] == ""
+        assert "dew_point=9.2" in console.line_of(4, console.tail(1)[0][1])
+        assert "am2320_temp=- " in console.line_of(4, console.tail(1)[0][1])
     finally:
-        record.LAYOUTS.pop(2, None)
-        record.CURRENT = 1
+        record.LAYOUTS.pop(3, None)
+        record.CURRENT = 2
     log.close()
 
 
@@ -173,8 +188,7 @@ def _erase(indexed):
     assert console.between(T0 // 1000, None, writer=_Lines()) == 1
     assert console.erase(confirm="ERASE") is True and console.erase(confirm="ERASE") is True
     log.close()
-    log = tslog.TSLog(d + "/q", record_size=record.QUEUE_RECORD_SIZE, bucket_size=8,
-                      nreaders=2)
+    log = _queue(d, indexed, bucket_size=8, nreaders=2)
     assert log.stats()[0] == 31 and log.reader(0).next_record() is None
     assert log.store_record(record.encode(T0, _vals(0), 1, 1)) == 32
     log.close()

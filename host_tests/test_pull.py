@@ -27,11 +27,10 @@ _BUILD = textwrap.dedent('''
     if folder != "data/q":
         with open("config.json", "w") as f:
             f.write('{"tslog_dir": "%s"}' % folder)
-    log = tslog.TSLog(folder, record_size=record.QUEUE_RECORD_SIZE, bucket_size=128,
-                      nreaders=2, time_of=record.time_of)
+    log = record.open_queue(folder, bucket_size=128, nreaders=2)
     for i in range(n):
-        log.store_record(record.encode(t0 + i * 2000, (20.0 + i % 7, 55.5, 21.0,
-                         101325.0 + i, 12.5, 1000, 2000), 1, record.FLAG_UTC))
+        log.store_record(record.encode(t0 + i * 2000, (200 + i % 7, 555, 210, 101325 + i,
+                                                       1000, 3000), 1, record.FLAG_UTC))
     log.close()
     os.chdir("/")
     vfs.umount("/flash")
@@ -178,6 +177,6 @@ def test_simulator_flash_image():
     _, rows = _rows(out)
     assert stored > 0 and [int(r[0]) for r in rows] == list(range(1, stored + 1)), (
         stored, len(rows))
-    for r in rows:  # samples taken before NTP have no UTC time in an image (flags 0)
-        assert r[5] == "1" and (r[1].endswith("Z") if r[4] == "1" else r[1] == ""), r
+    for r in rows:  # samples taken before NTP have no UTC time in an image (no flag 1)
+        assert r[5] == "2" and (r[1].endswith("Z") if int(r[4]) & 1 else r[1] == ""), r
     assert rows[-1][1].endswith("Z")

@@ -119,9 +119,32 @@ def test_first_am2320_priming_does_not_miss_a_slot():
     try:
         s.start()
         _run_slots(vc, s, 3)
-        # the first AM2320 read primes it (2 s wait): slot 1 is late but taken
-        assert s.missed == 0 and s.taken == 3
-        assert s.max_late_ms < 2000
+        # the first AM2320 read primes it without waiting: slot 0's record has the
+        # BMP180's values and the AM2320's null, marked as resting; no slot is late
+        assert s.missed == 0 and s.taken == 3 and s.stored == 3 and s.rested == 1
+        assert s.max_late_ms < 50
+        first = store.recs[0]
+        assert first[8] & record.FLAG_NO_AM and first[8] & record.FLAG_AM_REST
+        assert all(not r[8] & record.FLAG_NO_AM for r in store.recs[1:])
+        assert s.fails["am2320"] == [0, 0]
+    finally:
+        _teardown(vc)
+
+
+def test_one_second_interval_takes_every_slot():
+    """At 1 s the AM2320 can give a reading every other slot only: every slot still gets a
+    record (the BMP180's reading), the AM2320's values null and marked resting in the
+    others, and the loop is never held for the AM2320's 2 s."""
+    vc, s, store, clock, logs, (am, bmp) = _setup(interval_ms=1000)
+    try:
+        s.start()
+        _run_slots(vc, s, 20)
+        assert s.missed == 0 and s.stored == 20 and s.max_late_ms < 50
+        rest = [bool(r[8] & record.FLAG_AM_REST) for r in store.recs]
+        assert rest[0] and rest[1] and rest.count(True) == 11, rest  # slot 0 primes
+        assert all(rest[i] != rest[i + 1] for i in range(1, 19))  # every other slot
+        assert all(not r[8] & record.FLAG_NO_BMP for r in store.recs)
+        assert am.early_reads == 0 and s.rested == 11 and s.fails["am2320"] == [0, 0]
     finally:
         _teardown(vc)
 
@@ -147,7 +170,7 @@ def test_blocked_loop_counts_missed_slots_without_burst():
         _teardown(vc)
 
 
-def test_failed_readings_are_nan_and_counted():
+def test_failed_readings_are_null_and_counted():
     vc, s, store, clock, logs, (am, bmp) = _setup()
     try:
         s.start()
@@ -184,7 +207,9 @@ def test_sensor_missing_at_boot_is_retried():
         assert any("bmp180 not found" in m for m in logs)
         s.start()
         _run_slots(vc, s, 2)
-        assert s.stored == 2 and store.recs[-1][8] & record.FLAG_NO_BMP
+        # slot 0: the AM2320 primes (no fresh reading yet) and there is no BMP180: nothing
+        # to store; slot 1: the AM2320's reading, the BMP180's values null
+        assert s.stored == 1 and s.failed == 1 and store.recs[-1][8] & record.FLAG_NO_BMP
         machine.attach_i2c(BUS, BMP180Device(temperature_c=5.0))
         _run_slots(vc, s, 1)
         assert s.sensor_present(1) and store.recs[-1][3] == 50

@@ -247,7 +247,7 @@ class App:
         """The queue: the raw data partition ``tslog_partition`` ("tslog", which
         ``make flash`` creates) when the board has it, else the folder ``tslog_dir``.
 
-        Records are stored raw (``record.QUEUE_RECORD_SIZE``, no ``format``) and coded by
+        ``record.open_queue`` opens it: records up to ``record.QUEUE_RECORD_SIZE`` coded by
         ``record.CODEC`` (about 3 bytes a record): each carries its layout version, so a
         firmware update that adds a field keeps the queued records readable. ``time_of``
         keeps the time index for the console. A second reader is the SD archive's
@@ -268,25 +268,24 @@ class App:
                 self._log("app: partition %r: %s" % (label, e))
         self.queue_place = folder if isinstance(where, str) else "partition " + label
         self._log("app: queue on %s" % self.queue_place)
-        kw = {"record_size": record.QUEUE_RECORD_SIZE, "bucket_size": self.c("bucket_size", 1024),
-              "commit_delta": self.c("commit_delta", 16), "time_of": record.time_of,
-              "nreaders": 2 if self.c("sd_mount", "") else 1, "codec": record.CODEC}
+        kw = {"bucket_size": self.c("bucket_size", 1024), "commit_delta": self.c("commit_delta", 16),
+              "nreaders": 2 if self.c("sd_mount", "") else 1}
         _finish_move(folder)
         if not isinstance(where, str) and fsutil.exists(folder + ".new"):
             return self._copy_back(where, folder + ".new", kw)  # a cut during _move_old
         try:
-            q = tslog.TSLog(where, **kw)
+            q = record.open_queue(where, **kw)
         except tslog.OldFormat:
             q = self._move_old(where, folder, kw)
         except ValueError as e:  # another record size or codec: keep it aside, start anew
             if not isinstance(where, str):
                 self._log("app: %s; queue recreated" % e)
-                return tslog.TSLog(where, recreate=True, **kw)
+                return record.open_queue(where, recreate=True, **kw)
             self._log("app: %s; moved to %s.old" % (e, folder))
             after = _last_bucket(folder)
             _rmtree(folder + ".old")
             os.rename(folder, folder + ".old")
-            q = tslog.TSLog(folder, **kw)
+            q = record.open_queue(folder, **kw)
             if after:
                 q.skip_to(after)  # a new queue's seqns never repeat the old one's
         if not isinstance(where, str) and _is_old(folder):  # updated, then given the table
@@ -302,7 +301,7 @@ class App:
         import tslog_v1
         old = tslog_v1.open_old(where)
         tmp = folder + ".new"
-        new = tslog.TSLog(tmp, recreate=True, **kw)
+        new = record.open_queue(tmp, recreate=True, **kw)
         tslog_v1.migrate(old, new, self._log)
         new.close()
         if not isinstance(where, str):
@@ -310,14 +309,14 @@ class App:
         os.rename(where, folder + ".v1")
         os.rename(tmp, folder)
         _rmtree(folder + ".v1")
-        return tslog.TSLog(folder, **kw)
+        return record.open_queue(folder, **kw)
 
     def _copy_back(self, part, tmp, kw):
         """Recreate the queue on partition ``part`` from the complete queue in folder
         ``tmp`` (same seqns and cursors), then remove the folder."""
         import tslog_v1
-        q = tslog.TSLog(part, recreate=True, **kw)
-        tslog_v1.copy(tslog.TSLog(tmp, **kw), q, self._log)
+        q = record.open_queue(part, recreate=True, **kw)
+        tslog_v1.copy(record.open_queue(tmp, **kw), q, self._log)
         _rmtree(tmp)
         return q
 

@@ -97,15 +97,16 @@ def open_log(folder=None):
         folder = _tslog_dir()
     try:
         with open(folder + "/meta") as f:
-            meta = f.read().strip().split(" ", 4)
-        kw = {"format": (meta[4:] or [""])[0], "record_size": int(meta[1]),
-              "bucket_size": int(meta[2]), "nreaders": int(meta[3])}
+            meta = f.read().strip().split(" ", 6)  # tslog2 size buckets readers frame codec
+        kw = {"bucket_size": int(meta[2]), "nreaders": int(meta[3])}
+        if meta[0] != "tslog2":
+            return None
+        if meta[5] == record.CODEC.name:
+            return record.open_queue(folder, **kw)
+        return tslog.TSLog(folder, format=(meta[6:] or [""])[0], record_size=int(meta[1]),
+                           time_of=record.time_of, **kw)
     except (OSError, ValueError, IndexError):  # no log there, or a meta file it cannot use
         return None
-    try:
-        return tslog.TSLog(folder, time_of=record.time_of, **kw)
-    except TypeError:  # a TSLog without the time index
-        return tslog.TSLog(folder, **kw)
 
 
 def _log():

@@ -196,6 +196,15 @@ _Y2K_S = const(946684800)  # 1970 -> 2000 in seconds
 _EPOCH_2000 = time.gmtime(0)[0] == 2000  # ESP32 (and most bare-metal ports) count from 2000
 
 
+def open_queue(where, **kw):
+    """The firmware's queue (a folder or a partition) as a TSLog: records up to
+    ``QUEUE_RECORD_SIZE`` coded by ``CODEC``, with the time index. ``kw``: more TSLog
+    arguments (``bucket_size``, ``commit_delta``, ``nreaders``, ``recreate``)."""
+    import tslog
+
+    return tslog.TSLog(where, record_size=QUEUE_RECORD_SIZE, codec=CODEC, time_of=time_of, **kw)
+
+
 def register(layout, current=False):
     """Add ``layout`` to ``LAYOUTS`` (a version already there must be identical);
     ``current=True`` also makes it the layout ``encode`` writes."""

@@ -10,14 +10,21 @@ drift by the time a reading takes).  ``poll()`` processes the slot that is due:
   catch-up readings, which would be wrong data (taken at the same instant) anyway.
 
 So ``taken + missed`` is the number of slots since ``start()``, and each taken slot is
-``stored``, ``failed`` (every sensor failed: nothing worth storing) or a ``store_errors``
-(the flash refused the write): every slot is in the store once or counted with a cause.
+``stored``, ``failed`` (no sensor gave a reading: nothing worth storing) or a
+``store_errors`` (the flash refused the write): every slot is in the store once or
+counted with a cause.
 
 Records are layout v2 (``record``): integers at the sensors' resolution (0.1 degC,
 0.1 %RH, Pa); a sensor whose reading failed has its null flag set (``FLAG_NO_AM``,
-``FLAG_NO_BMP``: sent as JSON null).  Per sensor,
+``FLAG_NO_BMP``: sent as JSON null).  No driver holds the loop longer than its
+datasheet conversion time: the AM2320 may be read only every 2 s, and returns no
+fresh reading inside that rest or on its first (priming) read; such a slot still gets
+its record, with the AM2320's values null and ``FLAG_AM_REST`` set (counted in
+``rested``, not a failure). At ``sample_interval_s`` 1 every other record has them.
+Per sensor,
 ``fails[name]`` is ``[consecutive, total]``; ``all_failed`` counts consecutive slots in
-which every sensor failed (the failure policy in ``bootguard`` resets on it).
+which no sensor gave a reading and one failed (the failure policy in ``bootguard``
+resets on it).
 
 A sensor missing at boot is not an error here: its driver object is created on the
 first slot that finds it on the bus (BMP180 checks its chip id and calibration when
@@ -47,11 +54,6 @@ from micropython import const
 _AM = const(0)
 _BMP = const(1)
 NAMES = ("am2320", "bmp180")
-
-
-def _tenths(x):
-    """A reading the driver gives in 0.1 units (as a float) back as the exact integer."""
-    return int(round(x * 10))
 
 
 class _NoLock:
@@ -95,7 +97,8 @@ class Sampler:
         self.taken = 0
         self.stored = 0
         self.missed = 0
-        self.failed = 0  # slots where every sensor failed (not stored)
+        self.failed = 0  # slots without any reading (not stored)
+        self.rested = 0  # records without an AM2320 reading because it was resting
         self.store_errors = 0
         self.all_failed = 0  # consecutive slots with every sensor failing
         self.fails = {NAMES[0]: [0, 0], NAMES[1]: [0, 0]}  # [consecutive, total]
@@ -155,25 +158,27 @@ class Sampler:
         return s
 
     def _read(self, i):
-        """Fill this sensor's values; True on success."""
+        """Fill this sensor's values: True on a reading, False on a failure, None when
+        the sensor had no fresh reading to give in this slot (the AM2320 inside its 2 s
+        rest, or priming: ``am2320.measure()`` returns False then; not a failure)."""
         v = self._values
         s = self._sensor(i)
-        ok = False
         err = None
         if s is not None:
             try:
-                s.measure()
+                if s.measure() is False:
+                    return None
                 if i == _AM:
-                    v[0] = _tenths(s.temperature())
-                    v[1] = _tenths(s.humidity())  # type: ignore
+                    v[0] = s.temperature_tenths()
+                    v[1] = s.humidity_tenths()  # type: ignore
                 else:
-                    v[2] = _tenths(s.temperature())
+                    v[2] = s.temperature_tenths()
                     v[3] = s.pressure()  # type: ignore
-                ok = True
+                err = 0
             except Exception as e:  # noqa: BLE001 - any driver failure is a failed reading
                 err = e
         f = self.fails[NAMES[i]]
-        if ok:
+        if err == 0:
             if f[0]:
                 self._log("sampler: %s back after %d failed reading(s)" % (NAMES[i], f[0]))
             f[0] = 0
@@ -197,17 +202,22 @@ class Sampler:
         """Read the sensors now and store one record; returns its seqn or None.
         ``slot_ms``: the ticks_ms the slot was due at (the record's time; default now)."""
         self.taken += 1
+        am = self._read(_AM)
+        bmp = self._read(_BMP)
         flags = 0
-        if not self._read(_AM):
-            flags |= record.FLAG_NO_AM
-        if not self._read(_BMP):
+        if not am:
+            flags = record.FLAG_NO_AM | (record.FLAG_AM_REST if am is None else 0)
+        if not bmp:
             flags |= record.FLAG_NO_BMP
         gc.collect()
-        if flags == record.FLAG_NO_AM | record.FLAG_NO_BMP:
-            self.all_failed += 1
+        if not (am or bmp):  # no reading at all: nothing worth storing
+            if am is False or bmp is False:
+                self.all_failed += 1  # (a resting AM2320 is not a failing one)
             self.failed += 1
             return None
         self.all_failed = 0
+        if am is None:
+            self.rested += 1
         v = self._values
         v[4] = gc.mem_alloc()
         v[5] = v[4] + gc.mem_free()
@@ -233,6 +243,6 @@ class Sampler:
     def stats(self):
         """Counters as a dict."""
         return {"taken": self.taken, "stored": self.stored, "missed": self.missed,
-                "failed": self.failed, "store_errors": self.store_errors,
+                "failed": self.failed, "store_errors": self.store_errors, "rested": self.rested,
                 "all_failed": self.all_failed, "max_late_ms": self.max_late_ms,
                 "am2320_fails": self.fails[NAMES[0]][1], "bmp180_fails": self.fails[NAMES[1]][1]}

@@ -186,6 +186,14 @@ class DirStore:
         st = self._statvfs()
         return st[0] * st[4] if st else 1 << 30
 
+    def free_records(self):
+        """About how many records fit in the free space (at the bytes each took so far)."""
+        log = self.log
+        used = self.used_bytes()[0]
+        held = log.held()
+        per = used / held if held > 64 else log.record_size + 1
+        return int(max(0, self.free_bytes() - log.reserve_bytes) / per)
+
     def used_bytes(self):
         """(bytes of the log's files, bytes of the filesystem)."""
         total = 0

@@ -223,9 +223,7 @@ def pending_queue(cfg_dir):
         if log is None:
             import record
 
-            size = getattr(record, "QUEUE_RECORD_SIZE", None) or record.SIZE
-            log = tslog.TSLog(cfg_dir, record_size=size,
-                              bucket_size=CONF.get("bucket_size", 1024))
+            log = record.open_queue(cfg_dir, bucket_size=CONF.get("bucket_size", 1024))
         r = tslog.TSReader(log, 0)
         while True:
             rec = r.next_record()
