@@ -24,7 +24,6 @@ import machine
 import record
 import sampler
 import support
-import tslog
 from am2320_device import AM2320Device
 from bmp180_device import BMP180Device
 from sensor_clock import VirtualClock

@@ -15,7 +15,6 @@ import archive
 import record
 import support
 import test_schema
-import tslog
 
 T0 = 1763942400000  # 2025-11-24T00:00:00Z
 HOUR = 3600000

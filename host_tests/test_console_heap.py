@@ -43,7 +43,6 @@ def _precompile():
 _precompile()
 import console  # noqa: E402
 import record  # noqa: E402
-import tslog  # noqa: E402
 import tslog_dir  # noqa: E402
 
 T0 = 1763942400000  # 2025-11-24T00:00:00Z

@@ -268,7 +268,8 @@ class App:
                 self._log("app: partition %r: %s" % (label, e))
         self.queue_place = folder if isinstance(where, str) else "partition " + label
         self._log("app: queue on %s" % self.queue_place)
-        kw = {"bucket_size": self.c("bucket_size", 1024), "commit_delta": self.c("commit_delta", 16),
+        kw = {"bucket_size": self.c("bucket_size", 1024),
+              "commit_delta": self.c("commit_delta", 16),
               "nreaders": 2 if self.c("sd_mount", "") else 1}
         _finish_move(folder)
         if not isinstance(where, str) and fsutil.exists(folder + ".new"):
