@@ -54,12 +54,14 @@ sim: venv
 
 # Real board (tools/deploy.py; DRY_RUN=1 prints the commands and files, runs nothing):
 # make deploy PORT=/dev/ttyUSB0 [CONFIG=config.json] [CA=ca.der] [DRY_RUN=1]
-# make flash PORT=/dev/ttyUSB0 FIRMWARE=ESP32_GENERIC-....bin [DRY_RUN=1]; make repl PORT=...
+# make flash PORT=/dev/ttyUSB0 FIRMWARE=ESP32_GENERIC-....bin [ERASE=1] [DRY_RUN=1] (erases the
+# board: asks on a terminal, needs ERASE=1 elsewhere); make repl PORT=...
 DEPLOY := $(BIN)/python -m tools.deploy $(if $(filter-out 0 no false,$(DRY_RUN)),--dry-run)
 deploy: venv
 	@$(DEPLOY) deploy --port "$(PORT)" --config "$(CONFIG)" --ca "$(CA)" --make "$(MAKE)"
 flash: venv
-	@$(DEPLOY) flash --port "$(PORT)" --firmware "$(FIRMWARE)"
+	@$(DEPLOY) flash --port "$(PORT)" --firmware "$(FIRMWARE)" \
+	  $(if $(filter-out 0 no false,$(ERASE)),--erase-ok)
 repl: venv
 	@$(DEPLOY) repl --port "$(PORT)"
 

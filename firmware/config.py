@@ -39,7 +39,7 @@ DEFAULTS = {
     "tb_client_id": "web",  # OAuth client id (HTTP Basic on /oauth/token)
     "tb_client_secret": "secret",  # OAuth client secret (secret)
     "tb_stream": "weather-data",  # TimeBase stream key
-    "symbol": "",  # record symbol; "" = "esp" + first 4 hex digits of the MAC (as the seed)
+    "symbol": "",  # record symbol; "" = "esp" + the whole MAC in hex (unique per board)
     "write_mode": "APPEND",  # ?writeMode= APPEND|INSERT|REWRITE|TRUNCATE; "" = omit (0.5.x)
     "batch_max": 50,  # records per upload request, at most
     "batch_bytes": 16384,  # bytes of JSON per upload request, at most

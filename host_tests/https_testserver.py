@@ -2,13 +2,19 @@
 
 Usage: python https_testserver.py DIR
 Creates a trustme CA in DIR (ca.pem, ca.der, and wrong.der from another CA),
-serves HTTP/1.1 with keep-alive on 127.0.0.1 (port written to DIR/port), and
-exits on ``GET /quit`` or after 120 s without a connection.
+serves HTTP/1.1 with keep-alive on 127.0.0.1 over TLS (port written to DIR/port)
+and the same paths over plain HTTP (port in DIR/port_http), and exits on
+``GET /quit`` or after 120 s without a TLS connection.
 
 Paths: ``/echo`` (reply: method, path, headers count, body length and sha256
 prefix), ``/chunked`` (chunked reply), ``/big?n=N`` (N-byte body),
 ``/close`` (HTTP/1.0 style: no length, closes), ``/slow`` (waits 5 s),
 ``/drop`` (closes without a reply), ``/conns`` (connections accepted so far).
+Replies that break HTTP, each followed by a close: ``/bad/chunk`` (chunk size
+``zz``), ``/bad/negchunk`` (chunk size ``-1``), ``/bad/length`` (Content-Length
+``abc``), ``/bad/neglength`` (Content-Length ``-1``), ``/bad/status`` (status
+``2x0``).  Odd but valid: ``/latin1`` (a reason phrase and a Content-Type value
+in Latin-1, a header name with a byte >= 0x80).
 """
 
 import hashlib
@@ -22,6 +28,15 @@ import time
 import trustme
 
 conns = [0]
+BAD = {
+    "/bad/chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    "/bad/negchunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nhello",
+    "/bad/length": b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nhello",
+    "/bad/neglength": b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nhello",
+    "/bad/status": b"HTTP/1.1 2x0 OK\r\nContent-Length: 5\r\n\r\nhello",
+}
+LATIN1 = (b"HTTP/1.1 200 D\xe9j\xe0 vu\r\nContent-Type: text/plain; charset=\xe9\r\n"
+          b"X-\xff: 1\r\nContent-Length: 2\r\n\r\nok")
 
 
 def write_certs(d):
@@ -76,6 +91,12 @@ def handle(sock):
                 os._exit(0)
             if path == "/drop":
                 return
+            if path in BAD:
+                sock.sendall(BAD[path])
+                return
+            if path == "/latin1":
+                sock.sendall(LATIN1)
+                continue
             if path == "/slow":
                 time.sleep(5)
             if path == "/close":
@@ -107,9 +128,22 @@ def handle(sock):
             pass
 
 
+def serve_plain(ls):
+    while True:
+        c, _ = ls.accept()
+        c.settimeout(10)
+        threading.Thread(target=handle, args=(c,), daemon=True).start()
+
+
 def main():
     d = sys.argv[1]
     ctx = write_certs(d)
+    plain = socket.socket()
+    plain.bind(("127.0.0.1", 0))
+    plain.listen(16)
+    with open(os.path.join(d, "port_http"), "w") as f:  # written before "port" appears
+        f.write(str(plain.getsockname()[1]))
+    threading.Thread(target=serve_plain, args=(plain,), daemon=True).start()
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", 0))

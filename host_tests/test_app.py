@@ -550,3 +550,20 @@ def test_a_crashed_uploader_thread_is_restarted():
     assert stats["uploader_restarts"] >= 2 and len(calls) >= 3, stats
     assert 4 <= stats["stored"] + stats["missed"] <= 5 and stats["missed"] <= 1, stats
     assert any("uploader thread failed" in m for m in logs)
+
+
+def test_default_symbol_is_unique_per_board():
+    # The seed's default, "esp" + the first 4 hex digits of the MAC, is the vendor's prefix:
+    # two boards of one vendor had one symbol and their records collided at the server.
+    old = machine.unique_id()
+    try:
+        symbols = []
+        for uid in (b"\x24\x6f\x28\xa1\xb2\xc3", b"\x24\x6f\x28\x00\x00\x01"):
+            machine.set_unique_id(uid)
+            symbols.append(app.App({"symbol": ""}, log=lambda m: None).symbol)
+        assert symbols == ["esp246f28a1b2c3", "esp246f28000001"], symbols
+        assert app.App({}, log=lambda m: None).symbol == "esp246f28000001"
+        # A board with an explicit symbol keeps it, even one in the old default's shape.
+        assert app.App({"symbol": "esp246f"}, log=lambda m: None).symbol == "esp246f"
+    finally:
+        machine.set_unique_id(old)

@@ -4,6 +4,7 @@ arguments fail clearly, a real run executes the printed commands in order."""
 
 import json
 import os
+import pty
 import shlex
 import shutil
 import subprocess
@@ -13,19 +14,23 @@ from pathlib import Path
 import support
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tools import partitions  # noqa: E402
+
 PY = sys.executable
 
 
 def _env():
     env = dict(os.environ)
-    for k in ("PORT", "FIRMWARE", "CONFIG", "CA", "DRY_RUN", "MAKEFLAGS", "MFLAGS"):
+    for k in ("PORT", "FIRMWARE", "CONFIG", "CA", "DRY_RUN", "ERASE", "MAKEFLAGS", "MFLAGS"):
         env.pop(k, None)
     return env
 
 
 def _make(*args):
     return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT)] + list(args),
-                          env=_env(), capture_output=True, text=True, timeout=120)
+                          env=_env(), capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)  # not a terminal: flash would not ask
 
 
 def _tool(*args, root=None):
@@ -33,7 +38,7 @@ def _tool(*args, root=None):
     if root is not None:
         cmd += ["--root", str(root)]
     return subprocess.run(cmd, cwd=str(ROOT), env=_env(), capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, stdin=subprocess.DEVNULL)
 
 
 def _commands(out):
@@ -96,16 +101,43 @@ def test_missing_port_or_firmware_fails_clearly():
         assert not _commands(r.stdout), r.stdout  # nothing printed as if it would run
 
 
+# The first bytes of MicroPython's ESP32_GENERIC image: magic, 3 segments, DIO, 4 MB / 40 MHz.
+_IMAGE_HEAD = b"\xe9\x03\x02\x20"
+
+
 def test_flash_and_repl_dry_run_commands():
     d = Path(support.tmpdir("deploy"))
     image = d / "ESP32_GENERIC-v1.24.1.bin"
-    image.write_bytes(b"\xe9\x03\x02\x20" + bytes(60))
+    image.write_bytes(_IMAGE_HEAD + bytes(60))
     r = _make("flash", "PORT=/dev/ttyUSB1", "FIRMWARE=%s" % image, "DRY_RUN=1")
     assert r.returncode == 0, r.stderr
+    esptool = ".venv/bin/esptool --chip esp32 --port /dev/ttyUSB1 "
     assert _commands(r.stdout) == [
-        ".venv/bin/esptool --chip esp32 --port /dev/ttyUSB1 erase-flash",
-        ".venv/bin/esptool --chip esp32 --port /dev/ttyUSB1 write-flash -z 0x1000 %s" % image,
+        ".venv/bin/python tools/partitions.py --out build/partitions.bin",
+        esptool + "erase-flash",
+        esptool + "write-flash -z 0x1000 %s" % image,
+        esptool + "write-flash -z 0x8000 build/partitions.bin",
     ]
+    # The table, readable, as comments (the rest of the output stays a shell script).
+    lines = r.stdout.splitlines()
+    at = lines.index("# partition table written at 0x8000 (build/partitions.bin):")
+    assert [line.split()[1:6] for line in lines[at + 2:at + 7]] == [
+        ["nvs", "data", "nvs", "0x9000", "0x6000"],
+        ["phy_init", "data", "phy", "0xf000", "0x1000"],
+        ["factory", "app", "factory", "0x10000", "0x1f0000"],
+        ["vfs", "data", "fat", "0x200000", "0x80000"],
+        ["tslog", "data", "undefined", "0x280000", "0x180000"]], r.stdout
+    # What erasing loses and how to keep it, even in a dry run (which asks nothing).
+    assert "erases the whole flash of the board on /dev/ttyUSB1" in r.stderr
+    assert ".venv/bin/python -m tools.pull --port /dev/ttyUSB1 --out data.csv" in r.stderr
+    assert ".venv/bin/mpremote connect /dev/ttyUSB1 fs cp :config.json config.json" in r.stderr
+    # The printed table command makes the table the listing shows.
+    out = d / "partitions.bin"
+    table = subprocess.run([str(ROOT / ".venv/bin/python"), "tools/partitions.py", "--out",
+                            str(out)], cwd=str(ROOT), capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0 and ["#   " + x for x in table.stdout.splitlines()] == \
+        lines[at + 1:at + 7], table.stdout + table.stderr
+    assert out.stat().st_size == 0xC00
     r = _make("repl", "PORT=/dev/ttyUSB1", "DRY_RUN=1")
     assert r.returncode == 0 and _commands(r.stdout) == [
         ".venv/bin/mpremote connect /dev/ttyUSB1 repl"], r.stdout + r.stderr
@@ -123,6 +155,14 @@ def test_flash_rejects_missing_or_wrong_image():
     page.write_text("<!DOCTYPE html><html>")
     r = _tool("flash", "--port", "/dev/ttyUSB0", "--firmware", str(page), "--dry-run")
     assert r.returncode == 2 and "not an ESP32 image" in r.stderr, r.stderr
+    # An image whose header says 2 MB of flash (e.g. an old ESP32_GENERIC-D2WD): its
+    # bootloader would refuse a table reaching to 4 MB.
+    small = d / "ESP32_GENERIC-D2WD.bin"
+    small.write_bytes(b"\xe9\x03\x02\x1f" + bytes(60))
+    r = _tool("flash", "--port", "/dev/ttyUSB0", "--firmware", str(small), "--dry-run")
+    assert r.returncode == 2 and "built for 2 MB of flash; the partition table needs 4 MB" \
+        in r.stderr, r.stderr
+    assert not _commands(r.stdout)
 
 
 def test_deploy_checks_config_and_names_ca_as_configured():
@@ -162,6 +202,28 @@ def test_deploy_checks_config_and_names_ca_as_configured():
     assert r.returncode != 0 and "CA file not found" in r.stderr
 
 
+def test_deploy_warns_about_an_old_default_symbol_and_plain_http():
+    d = Path(support.tmpdir("deploy-warn"))
+    cfg = d / "config.json"
+
+    def check(over):
+        cfg.write_text(json.dumps(dict({"webrepl_password": "pw123"}, **over)))
+        return _tool("deploy", "--port", "/dev/ttyUSB0", "--config", str(cfg), "--dry-run")
+
+    # Boards of one vendor shared the old default: their records collide at the server.
+    r = check({"symbol": "esp246f"})
+    assert r.returncode == 0 and "warning: symbol 'esp246f' looks like the old default" \
+        in r.stderr, r.stderr
+    for symbol in ("esp246f28a1b2c3", "station-roof", "esp24", ""):
+        r = check({"symbol": symbol})
+        assert r.returncode == 0 and "symbol" not in r.stderr, (symbol, r.stderr)
+    r = check({"tb_host": "http://10.0.0.2:8099", "tb_pass": "hunter2-Secret"})
+    assert r.returncode == 2 and "tb_host is plain http://" in r.stderr, r.stderr
+    assert "tb_insecure" in r.stderr and "hunter2" not in r.stdout + r.stderr
+    r = check({"tb_host": "http://10.0.0.2:8099", "tb_insecure": True})
+    assert r.returncode == 0 and "unencrypted" in r.stderr, r.stderr
+
+
 _FAKE = """#!%s
 import os, sys
 with open(os.environ["DEPLOY_LOG"], "a") as f:
@@ -185,12 +247,12 @@ def _fakes(d):
     return bin_dir
 
 
-def _run_tool(root, bin_dir, log, *args, fail_on=""):
+def _run_tool(root, bin_dir, log, *args, fail_on="", stdin=subprocess.DEVNULL):
     env = dict(_env(), DEPLOY_LOG=str(log), FAIL_ON=fail_on)
     cmd = [PY, "-m", "tools.deploy"] + list(args) + [
         "--root", str(root), "--bin", str(bin_dir), "--make", str(bin_dir / "make")]
     return subprocess.run(cmd, cwd=str(ROOT), env=env, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, stdin=stdin)
 
 
 def _logged(log):
@@ -221,18 +283,58 @@ def test_dry_run_runs_nothing_and_real_run_runs_exactly_the_printed_commands():
     r = _run_tool(root, bin_dir, log, "deploy", "--port", "/dev/ttyUSB0", fail_on="cp")
     assert r.returncode == 2 and "command failed (exit status 3)" in r.stderr
     assert _logged(log)[-1][-1] == ":lib/" and len(_logged(log)) == 3
-    # flash: erase, then write; nothing after a failed erase.
+    # flash: the table, erase, MicroPython, the table; nothing after a failed erase.
     image = root / "fw.bin"
-    image.write_bytes(b"\xe9" + bytes(15))
+    image.write_bytes(_IMAGE_HEAD + bytes(12))
     log.unlink()
-    r = _run_tool(root, bin_dir, log, "flash", "--port", "/dev/ttyUSB0", "--firmware",
-                  str(image))
+    flash = ("flash", "--port", "/dev/ttyUSB0", "--firmware", str(image))
+    r = _run_tool(root, bin_dir, log, *flash, "--dry-run")
+    assert r.returncode == 0 and not log.exists()
+    assert not (root / "build/partitions.bin").exists()
+    printed = [shlex.split(c) for c in _commands(r.stdout)]
+    r = _run_tool(root, bin_dir, log, *flash, "--erase-ok")
     assert r.returncode == 0, r.stderr
-    assert [c[-1] for c in _logged(log)] == ["erase-flash", str(image)]
+    assert [c[1:] for c in _logged(log)] == [c[1:] for c in printed[1:]]
+    assert [c[-1] for c in _logged(log)] == ["erase-flash", str(image), "build/partitions.bin"]
+    assert (root / "build/partitions.bin").read_bytes() == partitions.to_binary(
+        partitions.load(partitions.CSV))
     log.unlink()
-    r = _run_tool(root, bin_dir, log, "flash", "--port", "/dev/ttyUSB0", "--firmware",
-                  str(image), fail_on="erase-flash")
+    r = _run_tool(root, bin_dir, log, *flash, "--erase-ok", fail_on="erase-flash")
     assert r.returncode == 2 and len(_logged(log)) == 1
+    # Not a terminal and no --erase-ok (ERASE=1): refused before anything runs.
+    log.unlink()
+    (root / "build/partitions.bin").unlink()
+    r = _run_tool(root, bin_dir, log, *flash)
+    assert r.returncode == 2 and "not erasing without a yes" in r.stderr and "ERASE=1" in \
+        r.stderr, r.stderr
+    assert not log.exists() and not (root / "build/partitions.bin").exists()
+    assert not _commands(r.stdout)
+
+
+def test_flash_asks_on_a_terminal_and_runs_only_after_a_yes():
+    root = _tree("deploytree")
+    bin_dir = _fakes(root)
+    log = root / "calls.log"
+    image = root / "fw.bin"
+    image.write_bytes(_IMAGE_HEAD + bytes(12))
+    for answer, runs in ((b"\n", False), (b"no\n", False), (b"y\n", True)):
+        master, slave = pty.openpty()
+        try:
+            os.write(master, answer)
+            r = _run_tool(root, bin_dir, log, "flash", "--port", "/dev/ttyUSB0", "--firmware",
+                          str(image), stdin=slave)
+        finally:
+            os.close(slave)
+            os.close(master)
+        assert "Erase the board on /dev/ttyUSB0 and flash it? [y/N]" in r.stdout, r.stdout
+        assert "erases the whole flash" in r.stderr
+        if runs:
+            assert r.returncode == 0, r.stderr
+            assert [c[-1] for c in _logged(log)] == ["erase-flash", str(image),
+                                                     "build/partitions.bin"]
+        else:
+            assert r.returncode == 2 and "nothing done: the answer was not y" in r.stderr
+            assert not log.exists()
 
 
 def test_deploy_needs_boot_and_main():

@@ -29,6 +29,8 @@ def server():
             try:
                 with open(d + "/port") as f:
                     _srv["port"] = int(f.read())
+                with open(d + "/port_http") as f:
+                    _srv["port_http"] = int(f.read())
                 break
             except (OSError, ValueError):
                 time.sleep(0.05)
@@ -165,6 +167,41 @@ def test_parse_url_and_pem():
     with open(d + "/ca.der", "rb") as f:
         der = f.read()
     assert https.load_ca(d + "/ca.pem") == [der]
+
+
+def test_replies_that_break_http_are_protocol_errors():
+    # int() and bytes.decode() raise ValueError, which was reported as a TLS error.
+    c = client()
+    for path in ("/bad/chunk", "/bad/negchunk", "/bad/length", "/bad/neglength",
+                 "/bad/status"):
+        e = support.raises(https.ProtocolError, c.request, "GET", path)
+        assert e.category == "protocol", (path, e)
+        assert c.request("GET", "/echo").status == 200  # the next request reconnects
+    c.close()
+
+
+def test_non_utf8_reason_and_header_are_tolerated():
+    c = client()
+    r = c.request("GET", "/latin1")
+    assert r.status == 200 and r.body == b"ok" and r.reason == "D?j? vu"
+    assert r.headers["content-type"] == "text/plain; charset=?"
+    assert c.request("GET", "/echo").status == 200 and c.connects == 1  # kept alive
+    c.close()
+
+
+def test_plain_http_needs_the_opt_out_and_is_logged():
+    server()
+    url = "http://localhost:%d" % _srv["port_http"]
+    e = support.raises(ValueError, https.Client, url, resolve=lambda h, p: _addr(p))
+    assert "http://" in str(e) and "insecure" in str(e)
+    lines = []
+    c = https.Client(url, insecure=True, resolve=lambda h, p: _addr(p), log=lines.append)
+    r = c.request("GET", "/echo", headers={"Authorization": "Bearer s3cret-token"})
+    assert r.status == 200 and r.body.endswith(b"Bearer s3cret-token")  # readable on the wire
+    loud = [x for x in lines if "WARNING" in x and "unencrypted" in x]
+    assert len(loud) == 2, lines  # when made, and on the connection
+    assert not [x for x in lines if "s3cret" in x]
+    c.close()
 
 
 def test_zz_stop_server():

@@ -2,6 +2,7 @@
 
 import gc
 import json
+import time
 
 import https
 import oauth
@@ -372,3 +373,74 @@ def test_out_of_memory_while_logging_in_backs_off():
     assert s.state == "backoff" and "memory" in s.last_error and rd.committed == 0
     drain(s)
     assert sorted(srv.stored) == [1, 2, 3, 4, 5] and rd.committed == 5
+
+
+_PORTAL = "<html><head><title>Sign in</title></head><body>Accept the terms</body></html>"
+
+
+def test_captive_portal_200_backs_off_and_keeps_records():
+    # A captive portal or proxy answers the POST with 200 and an HTML page: nothing was
+    # written. It once reset the back-off and re-sent the record in a tight loop.
+    srv, rd, s, dead = make(5, backoff_min_ms=1000, backoff_max_ms=60000)
+    drain(s)  # logged in; the first records went
+    for i in range(5, 10):
+        rd.add(sample(i))
+    srv.portal = resp(200, _PORTAL, {"content-type": "text/html"})
+    s.send_pending(500)
+    assert srv.portal_hits == 1 and s.state == "backoff" and 500 <= s.backoff_ms < 1000
+    assert "protocol" in s.last_error
+    delays = []
+    for _ in range(3):
+        s._next_ms = time.ticks_ms()  # skip the wait
+        s.send_pending(500)
+        delays.append(s.backoff_ms)
+    assert srv.portal_hits == 4 and 4000 <= delays[2] < 8000, delays  # grows, never reset
+    assert rd.committed == 5 and s.sent == 5 and dead.items == []
+    srv.portal = None
+    drain(s)
+    assert sorted(srv.stored) == list(range(1, 11)) and rd.committed == 10 and not dead.items
+
+
+def test_200_that_is_not_an_error_array_is_a_failure():
+    for body in (b"", b"OK", b'{"status":"ok"}', b"null", b"[1, 2]", b'"[]"', b"\xff[]"):
+        srv, rd, s, dead = make(3, backoff_min_ms=1000)
+        srv.script = [lambda b=body: resp(200, b)]  # a proxy mangled the server's reply
+        assert s.step() == 0 and s.state == "backoff" and s.backoff_ms >= 500, body
+        assert s.sent == 0 and rd.committed == 0 and dead.items == [], body
+        drain(s)
+        assert srv.order == [1, 2, 3, 1, 2, 3] and rd.committed == 3 and not dead.items, body
+
+
+def test_cut_200_reply_backs_off_and_halves():
+    srv, rd, s, dead = make(4, batch_max=4, backoff_min_ms=1000)
+    cut = https.Response(200, "OK", {}, b'[{"message":"Message is invalid:{', True)
+    srv.script = [lambda: cut]  # more errors than max_body holds
+    assert s.step() == 0 and s.state == "backoff" and s.backoff_ms >= 500
+    assert dead.items == [] and rd.committed == 0
+    s._next_ms = time.ticks_ms()
+    s.step()
+    assert srv.order == [1, 2, 3, 4, 1, 2]  # half the batch: a shorter reply
+    drain(s)
+    assert rd.committed == 4 and not dead.items
+
+
+def test_set_aside_record_not_dead_lettered_by_a_portal_200():
+    srv, rd, s, dead = make(3, batch_max=1, backoff_min_ms=1000)
+    srv.refuse = {1}
+    s.step()  # record 1 alone refused: set aside until another record shows the cause
+    assert dead.items == [] and s.state == "sending"
+    srv.portal = resp(200, _PORTAL)
+    s.step()  # record 2 meets the portal: no evidence against record 1
+    assert s.state == "backoff" and dead.items == [] and rd.committed == 0
+    srv.portal = None
+    drain(s)  # the server takes record 2: now record 1 is the cause
+    assert [d[0] for d in dead.items] == [1] and sorted(srv.stored) == [2, 3]
+    assert rd.committed == 3
+
+
+def test_error_naming_no_record_of_the_batch_is_not_ignored():
+    srv, rd, s, dead = make(4, batch_max=4)
+    srv.script = [lambda: resp(200, '[{"message":"Message is invalid: seq: 999"}]')]
+    drain(s)
+    # not counted as written: halves re-sent to find the failed one (accepted now)
+    assert srv.order == [1, 2, 3, 4, 1, 2, 3, 4] and rd.committed == 4 and not dead.items

@@ -222,6 +222,40 @@ def test_conflicting_pins_and_backoff_use_defaults():
     assert len(log.lines) == 2, log.lines
 
 
+def test_plain_http_host_needs_the_insecure_opt_out():
+    # It was accepted silently: the password and tokens then crossed the LAN readable.
+    _fresh()
+    p = _path()
+    host = "http://10.0.0.2:8099"
+    _write(p, json.dumps({"tb_host": host, "tb_pass": "hunter2-Secret"}))
+    log = Log()
+    cfg = settings.load(p, log=log)
+    assert cfg["tb_host"] == "" and cfg["tb_pass"] == "hunter2-Secret"  # nothing is sent
+    assert len(log.lines) == 1 and "tb_host" in log.text() and "tb_insecure" in log.text()
+    assert "hunter" not in log.text()
+    _write(p, json.dumps({"tb_host": host, "tb_insecure": True}))
+    log = Log()
+    assert settings.load(p, log=log)["tb_host"] == host and not log.lines  # opted out
+    p = _path("set.json")
+    _write(p, "{}")
+    out = _capture_print()
+    try:
+        e = support.raises(ValueError, settings.set_config, "tb_host", host, p)
+        assert "tb_host" in str(e) and "tb_insecure" in str(e)
+        assert _read_json(p) == {}
+        settings.set_config("tb_insecure", True, p)
+        settings.set_config("tb_host", host, p)
+        support.raises(ValueError, settings.set_config, "tb_insecure", False, p)
+        support.raises(ValueError, settings.set_config, "tb_insecure", None, p)
+        assert _read_json(p) == {"tb_host": host, "tb_insecure": True}
+        settings.set_config("tb_host", "https://10.0.0.2:8443", p)
+        settings.set_config("tb_insecure", None, p)
+    finally:
+        _restore_print()
+    assert _read_json(p) == {"tb_host": "https://10.0.0.2:8443"}
+    assert "tb_host = 'http://10.0.0.2:8099' saved" in out.text()
+
+
 def test_save_roundtrip_is_atomic_and_readable():
     _fresh()
     p = _path()
@@ -398,14 +432,6 @@ def test_write_wifi_persists_then_resets():
     support.raises(ValueError, settings.write_wifi, "", "x", p)
     support.raises(ValueError, settings.write_wifi, "n", "p" * 65, p)
     assert _read_json(p)["wifi_ssid"] == "roof-ap"  # an invalid call changes nothing
-
-
-def test_fill_ids_from_mac():
-    mac = b"\x24\x6f\x28\xa1\xb2\xc3"
-    cfg = settings.fill_ids({"ap_ssid": "", "symbol": ""}, mac)
-    assert cfg == {"ap_ssid": "weather-b2c3", "symbol": "esp246f"}
-    cfg = settings.fill_ids({"ap_ssid": "mine", "symbol": "roof"}, mac)
-    assert cfg == {"ap_ssid": "mine", "symbol": "roof"}
 
 
 def _random_value(rng):

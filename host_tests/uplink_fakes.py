@@ -58,7 +58,9 @@ def resp(status, body=b"", headers=None):
 class FakeWebAdmin:
     """``script``: list of callables or statuses consumed one per /write call
     (``None`` = normal behaviour).  ``poison``: seqs answered with a 200 error entry.
-    ``refuse``: seqs whose presence makes the whole POST a 400."""
+    ``refuse``: seqs whose presence makes the whole POST a 400.  ``portal``: a
+    ``Response`` that a captive portal or proxy in front of the server gives to every
+    request while set (the server sees nothing; ``portal_hits`` counts them)."""
 
     def __init__(self):
         self.stored = {}  # seq -> message dict
@@ -74,6 +76,8 @@ class FakeWebAdmin:
         self.token_calls = []
         self.last_headers = None
         self.max_body_seen = 0
+        self.portal = None
+        self.portal_hits = 0
 
     def close(self):
         self.closed = True
@@ -87,6 +91,9 @@ class FakeWebAdmin:
         else:
             data = body.decode() if isinstance(body, bytes) else (body or "")
         self.max_body_seen = max(self.max_body_seen, len(data))
+        if self.portal is not None:
+            self.portal_hits += 1
+            return self.portal
         if path == "/oauth/token":
             return self._token(h, data)
         if "/write" in path:

@@ -125,9 +125,11 @@ class _OfflineClock:
 
 
 def default_symbol():
-    """``"esp"`` + the first 4 hex digits of the MAC, as the seed (not unique: set ``symbol``)."""
+    """``"esp"`` + the whole MAC in hex (``machine.unique_id()``, 6 bytes on an ESP32), e.g.
+    ``"esp246f28a1b2c3"``: unique per board.  The seed used its first 4 digits only, which
+    are the vendor's prefix and the same on every board of that vendor."""
     import binascii
-    return "esp" + binascii.hexlify(machine.unique_id()).decode()[:4]
+    return "esp" + binascii.hexlify(machine.unique_id()).decode()
 
 
 class App:

@@ -8,6 +8,9 @@ Runs unchanged on MicroPython (ESP32 and unix port, mbedTLS) and CPython.
   MicroPython's ``SSLContext`` defaults to CERT_NONE, so ``CERT_REQUIRED`` is set
   explicitly.  ``insecure=True`` is the only way to skip the check and is
   printed loudly on every connection.
+* Plain ``http://`` sends the password and tokens readable by anyone on the
+  path: it is refused (ValueError) unless ``insecure=True``, and then printed
+  loudly when the client is made and on every connection.
 * Every socket operation has a timeout (``timeout_s``).
 * One connection is kept alive and reused; a reused connection that turns out
   to be dead before any reply byte is replaced once, transparently.
@@ -19,6 +22,10 @@ Runs unchanged on MicroPython (ESP32 and unix port, mbedTLS) and CPython.
   is read and dropped.
 * Failures raise an ``HTTPError`` subclass whose ``category`` says what went
   wrong: "dns", "connect", "tls", "timeout", "reset", "protocol", "status".
+  A reply that breaks HTTP (a bad status line, header, Content-Length or chunk
+  size) is "protocol"; "tls" is kept for the TLS layer.  A reason phrase or a
+  kept header value that is not UTF-8 is allowed (RFC 9110 obs-text): its
+  other bytes show as "?".
 
 Example::
 
@@ -46,7 +53,8 @@ _LINE_MAX = const(256)  # bytes of a status/header line kept (the rest is skippe
 _LINE_PIECES = const(32)  # a header line longer than 32 * _LINE_MAX is an error
 _HEADERS_MAX = const(64)  # most header lines accepted in one response
 _CHUNK = const(512)  # socket read size
-_KEEP = ("content-type", "www-authenticate", "retry-after")  # response headers kept
+_KEEP = (b"content-type", b"www-authenticate", b"retry-after")  # response headers kept
+_SIZE_DIGITS = const(15)  # most digits of a Content-Length or chunk size
 
 
 class HTTPError(OSError):
@@ -170,6 +178,27 @@ def load_ca(path):
     return [data]
 
 
+def _size(text, base, what):
+    """The non-negative integer written in ``text`` (bytes: digits of ``base`` 10 or 16
+    only, no sign); ProtocolError naming ``what`` otherwise."""
+    t = text.strip()
+    ok = 0 < len(t) <= _SIZE_DIGITS
+    for c in t:  # ints: int() alone would take "-1", "+5", "1_0" and " 0x1"
+        if not (48 <= c <= 57 or (base == 16 and 97 <= c | 32 <= 102)):
+            ok = False
+    if not ok:
+        raise ProtocolError("bad %s" % what)
+    return int(t, base)
+
+
+def _text(data):
+    """``data`` (bytes) as str: UTF-8, else printable ASCII with "?" for the rest."""
+    try:
+        return data.decode()
+    except UnicodeError:
+        return "".join(chr(c) if 32 <= c < 127 else "?" for c in data)
+
+
 def _is_timeout(e):
     if type(e).__name__ in ("timeout", "TimeoutError", "SSLWantReadError"):
         return True
@@ -207,7 +236,13 @@ class Client:
         self._got_reply = False
         self._dropped = False
         self.connects = 0  # connections opened (a figure for benchmarks)
-        if self.scheme == "https":
+        if self.scheme == "http":
+            if not insecure:
+                raise ValueError("plain http:// would send the password and tokens "
+                                 "unencrypted: use https:// (or insecure=True, for a test)")
+            self._log("https: WARNING: plain http:// to %s: the password and tokens cross "
+                      "the network unencrypted" % self.host)
+        else:
             if ssl is None:
                 raise TLSError("this port has no ssl module")
             self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -267,9 +302,11 @@ class Client:
                 if _is_timeout(e):
                     raise Timeout("connect to %s:%d timed out" % (self.host, self.port))
                 raise ConnectError("connect to %s:%d failed: %r" % (self.host, self.port, e))
+            if self.insecure:
+                self._log("https: WARNING: %s to %s" % (
+                    "unverified TLS" if self._ctx is not None else "unencrypted HTTP",
+                    self.host))
             if self._ctx is not None:
-                if self.insecure:
-                    self._log("https: WARNING: unverified TLS to %s" % self.host)
                 gc.collect()  # the handshake needs its largest blocks: defragment first
                 try:
                     s = self._ctx.wrap_socket(s, server_hostname=self.host)
@@ -440,11 +477,8 @@ class Client:
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
             raise ProtocolError("bad status line")
-        try:
-            status = int(parts[1])
-        except ValueError:
-            raise ProtocolError("bad status code")
-        reason = parts[2].decode() if len(parts) > 2 else ""
+        status = _size(parts[1], 10, "status code")
+        reason = _text(parts[2]) if len(parts) > 2 else ""
         keep_alive = parts[0] == b"HTTP/1.1"
         hdrs = {}
         length = -1
@@ -456,20 +490,20 @@ class Client:
             i = line.find(b":")
             if i <= 0:
                 raise ProtocolError("bad header line")
-            name = line[:i].strip().lower().decode()
+            name = line[:i].strip().lower()  # bytes: a non-ASCII name is just not ours
             value = line[i + 1:].strip()
-            if name == "content-length":
-                length = int(value)
-            elif name == "transfer-encoding":
+            if name == b"content-length":
+                length = _size(value, 10, "Content-Length")
+            elif name == b"transfer-encoding":
                 chunked = b"chunked" in value.lower()
-            elif name == "connection":
+            elif name == b"connection":
                 v = value.lower()
                 if b"close" in v:
                     keep_alive = False
                 elif b"keep-alive" in v:
                     keep_alive = True
             elif name in _KEEP:
-                hdrs[name] = value.decode()
+                hdrs[name.decode()] = _text(value)
         else:
             raise ProtocolError("too many headers")
         body = bytearray()
@@ -480,7 +514,7 @@ class Client:
         if chunked:
             while True:
                 size_line = self._readline()
-                size = int(size_line.split(b";")[0].strip(), 16)
+                size = _size(size_line.split(b";")[0], 16, "chunk size")
                 if size == 0:
                     while self._readline():  # trailers
                         pass

@@ -15,9 +15,14 @@ Outcomes of one POST:
 * 200 ``[]``: all written.
 * 200 with a JSON array of errors: each error is matched to its record by the
   ``seq`` quoted in the error text; those go to the dead-letter log, the rest
-  count as written.  Errors that name no record: the batch is split and
-  re-sent in halves (a server without ``seq`` dedup may then store the good
+  count as written.  Errors that name no record of the batch: the batch is split
+  and re-sent in halves (a server without ``seq`` dedup may then store the good
   ones twice; TimeBase's error text quotes the message, so this is rare).
+* 200 with any other body (HTML from a captive portal or a proxy, a JSON object
+  or an array of numbers, a reply cut at the client's ``max_body``): nothing is
+  known to be written, so it is a failure ("protocol") with backoff, like a 5xx;
+  no record is dead-lettered.  A cut reply also halves the next POST (a long
+  error list is the likely cause).
 * 401: the token is renewed and the POST retried once.
 * 400 / 403 / 413: the batch is halved until the refused record is alone.  It
   is set aside and the following records are sent: if the server accepts them,
@@ -380,34 +385,50 @@ class Sender:
             self.retries += 1
         st = resp.status  # type: ignore
         if st == 200:
+            errors = self._errors(n, resp)  # raises unless the server really answered
             done = 0
             for (seq, rec), text in self._suspects:  # the server takes other records:
                 self._dead_letter(seq, self.message(seq, rec), text)  # they were the cause
                 done += 1
             self._suspects = []
-            return done + self._handle_200(n, resp)
+            return done + self._handle_200(n, errors)
         if st in (400, 403, 413):
             return self._refused(n, resp)
         if st == 401:
             self._auth.invalidate()
         raise https.StatusError(st, resp.reason)  # type: ignore
 
-    def _handle_200(self, n, resp):
-        body = resp.body.strip()
-        if body == b"[]" and not resp.truncated:
-            self._ok()
+    def _errors(self, n, resp):
+        """The error list of a 200 reply; ProtocolError if the body is not a JSON array
+        (then nothing is known to be written: the caller backs off)."""
+        errors = None
+        if not resp.truncated:
+            try:
+                errors = json.loads(resp.body)
+            except ValueError:
+                pass
+        if isinstance(errors, list):
+            for e in errors:  # TimeBase: objects; tools/ingest and others: strings
+                if not isinstance(e, (dict, str)):
+                    break
+            else:
+                return errors
+        if resp.truncated and n > 1:
+            self._limit = n // 2  # a long error list: fewer records, a shorter reply
+        raise https.ProtocolError("HTTP 200 but the reply is %s, not a JSON array of errors "
+                                  "(captive portal or proxy?)" % (
+                                      "cut at %d bytes" % len(resp.body) if resp.truncated
+                                      else "%d bytes of something else" % len(resp.body)))
+
+    def _handle_200(self, n, errors):
+        self._ok()
+        if not errors:
             self.sent += n
             self._account(n)
             return n
-        try:
-            errors = json.loads(body)
-            if not isinstance(errors, list):
-                raise ValueError
-        except ValueError:
-            errors = None  # truncated or not JSON: cannot tell which failed
         rejected = {}
-        left = []  # error texts that name no record
-        for e in errors or ():
+        left = []  # error texts that name no record of the batch
+        for e in errors:
             text = json.dumps(e) if not isinstance(e, str) else e
             seq = None
             if isinstance(e, dict):
@@ -417,13 +438,12 @@ class Sender:
                     seq = self._batch[idx][0]
             if not isinstance(seq, int):
                 seq = _find_seq(text)
-            if seq is None:
+            if self._index(seq, n) < 0:  # names no record of this batch: not counted as sent
                 left.append(text)
             else:
                 rejected[seq] = text
         unnamed = len(left)
-        self._ok()
-        if errors is not None and (unnamed == 0 or len(rejected) + unnamed >= n or n == 1):
+        if unnamed == 0 or len(rejected) + unnamed >= n or n == 1:
             for i in range(n):
                 seq, rec = self._batch[i]
                 if seq in rejected:
@@ -446,6 +466,13 @@ class Sender:
         if not self._batch:
             self._account(0)
         return done
+
+    def _index(self, seq, n):
+        """Position of ``seq`` among the first ``n`` batch records, else -1."""
+        for i in range(n):
+            if self._batch[i][0] == seq:
+                return i
+        return -1
 
     def _refused(self, n, resp):
         try:

@@ -82,9 +82,11 @@ _PREFIXES = {"tb_host": ("https://", "http://"), "sd_mount": ("/",)}
 _EMPTY_OK = ("webrepl_password", "tb_host", "sd_mount")  # "" allowed despite the rule
 _ZERO_OK = ("wdt_timeout_ms",)  # 0 allowed despite the rule
 _NO_CHARS = {"tb_stream": "/?#% ", "tslog_dir": " ", "tb_ca_file": " "}  # go into URLs/paths
-# (key, key): must differ (pins) / first <= second (backoff)
+# (key, key): must differ (pins) / first <= second (backoff) / a plain http:// host only
+# with the insecure opt-out (the password and tokens would cross the network readable)
 _DIFFERENT = (("i2c_scl", "i2c_sda"), ("led_pin", "i2c_scl"), ("led_pin", "i2c_sda"))
 _ORDERED = (("backoff_min_ms", "backoff_max_ms"),)
+_CLEAR_TEXT = (("tb_host", "tb_insecure"),)
 
 _TYPE_NAMES = {str: "str", int: "int", bool: "bool", float: "number"}
 
@@ -95,6 +97,24 @@ def _same(a, b):
 
 def _greater(a, b):
     return a > b
+
+
+def _clear_text(host, insecure):
+    return isinstance(host, str) and host.startswith("http://") and insecure is not True
+
+
+_PAIR_RULES = ((_DIFFERENT, _same, "%s and %s must differ"),
+               (_ORDERED, _greater, "%s must be <= %s"),
+               (_CLEAR_TEXT, _clear_text, "%s is plain http://, which sends the password and "
+                "tokens unencrypted: use https://, or set %s to true (a LAN test only)"))
+
+
+def _conflicts(cfg):
+    """(key, key, message) for each rule between two keys that ``cfg`` breaks."""
+    for pairs, bad, why in _PAIR_RULES:
+        for a, b in pairs:
+            if a in cfg and b in cfg and bad(cfg[a], cfg[b]):
+                yield a, b, why % (a, b)
 
 
 def _defaults():
@@ -365,17 +385,14 @@ def load(path=PATH, defaults=None, log=print, nvs=True):
                 cfg[key] = _check(key, raw[key], defaults)
             except ValueError as e:
                 log("settings: %s: %s; using the default" % (path, e))
-        for pairs, bad, why in ((_DIFFERENT, _same, "%s and %s must differ"),
-                                (_ORDERED, _greater, "%s must be <= %s")):
-            for a, b in pairs:
-                if a in cfg and b in cfg and bad(cfg[a], cfg[b]):
-                    log("settings: %s: %s; using the defaults" % (path, why % (a, b)))
-                    for k in (a, b):  # undo the overrides that caused the conflict
-                        if k in raw:
-                            if k in defaults:
-                                cfg[k] = defaults[k]
-                            else:
-                                cfg.pop(k)
+        for a, b, why in _conflicts(cfg):
+            log("settings: %s: %s; using the defaults" % (path, why))
+            for k in (a, b):  # undo the overrides that caused the conflict
+                if k in raw:
+                    if k in defaults:
+                        cfg[k] = defaults[k]
+                    else:
+                        cfg.pop(k)
         if nvs and not cfg.get("wifi_ssid") and "wifi_ssid" not in raw:
             creds = _read_nvs_wifi(log)
             if creds is not None:
@@ -395,20 +412,6 @@ def load(path=PATH, defaults=None, log=print, nvs=True):
     return cfg
 
 
-def fill_ids(cfg, mac):
-    """Fill the MAC-derived names left "" in ``cfg`` (in place; returns ``cfg``):
-    ``ap_ssid`` "weather-" + the last 4 hex digits of ``mac`` (bytes), ``symbol``
-    "esp" + its first 4 hex digits (as the seed did)."""
-    import binascii
-
-    h = binascii.hexlify(mac).decode()
-    if not cfg.get("ap_ssid"):
-        cfg["ap_ssid"] = "weather-" + h[-4:]
-    if not cfg.get("symbol"):
-        cfg["symbol"] = "esp" + h[:4]
-    return cfg
-
-
 # -- WebREPL helpers --------------------------------------------------------------------
 
 
@@ -421,7 +424,9 @@ def _overrides(path):
 
 def set_config(key, value, path=None):
     """Validate and save one override into config.json; ``value`` None removes the
-    override (the default applies again). Takes effect after ``machine.reset()``."""
+    override (the default applies again). Takes effect after ``machine.reset()``.
+    A value that breaks a rule with another key (pins that must differ, backoff order,
+    ``tb_host`` http:// without ``tb_insecure``) is refused, naming both keys."""
     path = path or PATH
     if value is None:
         if key not in RULES and key not in _defaults():
@@ -435,6 +440,14 @@ def set_config(key, value, path=None):
         over.pop(key, None)
     else:
         over[key] = value
+    try:
+        merged = dict(_defaults())
+    except ImportError:
+        merged = {}
+    merged.update(over)
+    for a, b, why in _conflicts(merged):
+        if key in (a, b):
+            raise ValueError(why)
     save(over, path)
     print("%s = %s saved in %s; machine.reset() to apply" % (key, shown, path))
 

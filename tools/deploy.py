@@ -4,10 +4,10 @@
     python -m tools.deploy flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-v1.24.1.bin
     python -m tools.deploy repl --port /dev/ttyUSB0
 
-(``make deploy|flash|repl PORT=... [CONFIG=...] [CA=...] [FIRMWARE=...] [DRY_RUN=1]``.)
-``--dry-run`` prints the commands, one per line, and (deploy) every file copied with its
-place on the board, and runs nothing. Every check runs in a dry run too, so a dry run
-that succeeds is what a real one would do.
+(``make deploy|flash|repl PORT=... [CONFIG=...] [CA=...] [FIRMWARE=...] [ERASE=1]
+[DRY_RUN=1]``.) ``--dry-run`` prints the commands, one per line, and (deploy) every file
+copied with its place on the board, (flash) the partition table, and runs nothing. Every
+check runs in a dry run too, so a dry run that succeeds is what a real one would do.
 
 deploy: ``make build`` (``mpy-cross -march=xtensawin`` of ``lib/*.py``), then with
 ``mpremote``: make ``/lib`` and remove stale files that would shadow the new modules
@@ -15,21 +15,37 @@ deploy: ``make build`` (``mpy-cross -march=xtensawin`` of ``lib/*.py``), then wi
 ``/lib/<mod>.py``, which MicroPython prefers over ``/lib/<mod>.mpy``); copy
 ``build/lib/*.mpy`` to ``/lib``; copy ``firmware/*.py`` (``boot.py``, ``main.py``,
 ``config.py``) to ``/`` as source; copy ``config.json`` (checked here with
-``lib/settings.py`` first) and the CA certificate (named as the config's ``tb_ca_file``);
+``lib/settings.py`` first; warnings for a ``symbol`` in the old default's shape, which
+other boards share, and for ``tb_insecure``) and the CA certificate (named as the
+config's ``tb_ca_file``);
 then a hard reset (``mpremote reset``), because a soft reset from mpremote's raw REPL
 runs boot.py but not main.py. ``mpremote fs cp`` skips files that are already identical.
 Only the first mpremote connection soft-resets the board; the others ``resume``.
+
+flash: write the partition table (``tools/partitions.py``: MicroPython's own plus the
+queue's ``tslog`` partition) to ``build/partitions.bin``, then with ``esptool``: erase the
+whole flash, write the MicroPython image at 0x1000 (bootloader, MicroPython's table, app),
+then the table at 0x8000 over MicroPython's. Erasing loses the board's settings and every
+sample not uploaded yet, so the tool says so and asks first: on a terminal it asks for a
+``y``; elsewhere (scripts, CI) it refuses unless given ``--erase-ok`` (``ERASE=1``).
 """
 
 import argparse
+import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+from tools import partitions
+
 ROOT = Path(__file__).resolve().parent.parent
 ESP32_IMAGE_MAGIC = 0xE9  # first byte of an ESP32 app/bootloader image
 FLASH_OFFSET = "0x1000"  # where the ESP32 (not S2/S3/C3) image with its bootloader goes
+TABLE_FILE = "build/partitions.bin"  # the partition table flash writes, relative to root
+# The default symbol before issue 17: "esp" + the first 4 hex digits of the MAC, which are
+# the vendor's prefix, so every board of that vendor had the same one.
+OLD_DEFAULT_SYMBOL = re.compile(r"esp[0-9a-f]{4}", re.IGNORECASE)
 
 
 class DeployError(Exception):
@@ -46,6 +62,12 @@ def _rel(path, root):
 
 def _default_bin():
     return Path(sys.executable).parent
+
+
+def _python(root):
+    """This Python (the venv's), as a path to print: not resolved, a venv's is a symlink."""
+    exe = Path(sys.executable)
+    return str(Path(_rel(exe.parent, root)) / exe.name)
 
 
 def _need_port(port, target):
@@ -111,6 +133,18 @@ def deploy_plan(port, config=None, ca=None, root=ROOT, bin_dir=None, make="make"
                 "tb_insecure") and not ca:
             print("warning: no CA given: the board must already have /%s for %s" % (
                 ca_name, cfg["tb_host"]), file=sys.stderr)
+        symbol = cfg.get("symbol", "")
+        if OLD_DEFAULT_SYMBOL.fullmatch(symbol):
+            print("warning: symbol %r looks like the old default (\"esp\" + the first 4 hex "
+                  "digits of the MAC, which are the vendor's and the same on its other "
+                  "boards): the server cannot tell this board's records from theirs; give "
+                  "each board its own symbol, or remove the key to get the new default "
+                  "(\"esp\" + the whole MAC)" % symbol, file=sys.stderr)
+        if cfg.get("tb_insecure"):
+            print("warning: tb_insecure is true: %s" % (
+                "plain http://, the password and tokens cross the network unencrypted"
+                if str(cfg.get("tb_host", "")).startswith("http://")
+                else "the server's TLS certificate is not checked"), file=sys.stderr)
         if not cfg.get("webrepl_password"):
             print("warning: no webrepl_password in CONFIG: WebREPL will not start, so the "
                   "setup access point cannot be used to reconfigure the board",
@@ -147,6 +181,7 @@ def deploy_plan(port, config=None, ca=None, root=ROOT, bin_dir=None, make="make"
 
 
 def flash_plan(port, firmware, bin_dir=None, root=ROOT):
+    """(commands, partitions) of a flash: make the table, erase, MicroPython, the table."""
     _need_port(port, "flash")
     if not firmware:
         raise DeployError(
@@ -156,14 +191,51 @@ def flash_plan(port, firmware, bin_dir=None, root=ROOT):
     if not path.is_file():
         raise DeployError("FIRMWARE file not found: %s" % firmware)
     with open(path, "rb") as f:
-        magic = f.read(1)
-    if magic != bytes([ESP32_IMAGE_MAGIC]):
+        head = f.read(4)
+    if head[:1] != bytes([ESP32_IMAGE_MAGIC]) or len(head) < 4:
         raise DeployError("FIRMWARE %s is not an ESP32 image (first byte %s, expected 0xE9): "
                           "use the .bin from micropython.org, not a .uf2/.hex/.elf or an "
-                          "HTML page" % (firmware, magic.hex() or "none"))
+                          "HTML page" % (firmware, head[:1].hex() or "none"))
+    # The bootloader refuses a table reaching past the flash size in the image header
+    # (byte 3, high nibble: 1 MB << n).
+    flash_mb = 1 << (head[3] >> 4)
+    if flash_mb << 20 < partitions.FLASH_SIZE:
+        raise DeployError("FIRMWARE %s is built for %d MB of flash; the partition table needs "
+                          "4 MB: use the ESP32_GENERIC .bin" % (firmware, flash_mb))
+    try:
+        parts = partitions.load(partitions.CSV)
+    except (OSError, partitions.TableError) as e:
+        raise DeployError("partition table %s: %s" % (partitions.CSV, e))
+    make_table = [_python(root), _rel(partitions.__file__, root), "--out", TABLE_FILE]
     esptool = _rel(Path(bin_dir or _default_bin()) / "esptool", root)
     base = [esptool, "--chip", "esp32", "--port", port]
-    return [base + ["erase-flash"], base + ["write-flash", "-z", FLASH_OFFSET, str(firmware)]]
+    return [make_table, base + ["erase-flash"],
+            base + ["write-flash", "-z", FLASH_OFFSET, str(firmware)],
+            base + ["write-flash", "-z", "0x%x" % partitions.TABLE_OFFSET, TABLE_FILE]], parts
+
+
+def confirm_erase(port, erase_ok, dry_run):
+    """Say what erasing loses and how to keep it; unless ``erase_ok`` or ``dry_run``, ask
+    on a terminal, refuse elsewhere."""
+    print("warning: this erases the whole flash of the board on %s: its files (config.json, "
+          "the CA certificate) and every sample it has not uploaded yet are lost.\n"
+          "  keep the samples: let it upload them first (status() at its prompt shows "
+          "reader_lag [0]), or pull them: %s -m tools.pull --port %s --out data.csv\n"
+          "  keep the settings: %s connect %s fs cp :config.json config.json, then make "
+          "deploy ... CONFIG=config.json" % (
+              port, _python(ROOT), port, _rel(_default_bin() / "mpremote", ROOT), port),
+          file=sys.stderr, flush=True)
+    if erase_ok or dry_run:
+        return
+    if not sys.stdin.isatty():
+        raise DeployError("not erasing without a yes: run make flash in a terminal to be "
+                          "asked, or add ERASE=1 (python -m tools.deploy: --erase-ok)")
+    try:
+        answer = input("Erase the board on %s and flash it? [y/N] " % port)
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise DeployError("nothing done: the answer was not y")
 
 
 def repl_plan(port, bin_dir=None, root=ROOT):
@@ -196,6 +268,8 @@ def main(argv=None):
     ap.add_argument("--config", default="", help="deploy: config.json to copy (checked)")
     ap.add_argument("--ca", default="", help="deploy: server CA certificate (DER or PEM)")
     ap.add_argument("--firmware", default="", help="flash: MicroPython ESP32 .bin image")
+    ap.add_argument("--erase-ok", action="store_true",
+                    help="flash: erase without asking (make flash ERASE=1)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     ap.add_argument("--root", default=str(ROOT), help=argparse.SUPPRESS)  # tests
     ap.add_argument("--bin", default="", help=argparse.SUPPRESS)  # tests: mpremote/esptool
@@ -222,12 +296,20 @@ def main(argv=None):
             for src, dst in files:
                 print("%s -> %s" % (src, dst))
         else:
+            parts = None
             if a.action == "flash":
-                cmds = flash_plan(a.port, a.firmware, bin_dir, root)
+                cmds, parts = flash_plan(a.port, a.firmware, bin_dir, root)
             else:
                 cmds = repl_plan(a.port, bin_dir, root)
             if a.dry_run:
                 print("# %s (dry run: nothing is run)" % a.action)
+            if parts is not None:
+                print("# partition table written at 0x%x (%s):" % (
+                    partitions.TABLE_OFFSET, TABLE_FILE))
+                for line in partitions.listing(parts).splitlines():
+                    print("#   " + line)
+                sys.stdout.flush()
+                confirm_erase(a.port, a.erase_ok, a.dry_run)
             run(cmds, a.dry_run, root)
     except DeployError as e:
         print("error: %s" % e, file=sys.stderr)

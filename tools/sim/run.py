@@ -44,7 +44,7 @@ STATUS_PREFIX = "@@SIM "
 EXIT_RESET = 3
 WIFI_SSID = "sim-wifi"
 WIFI_PASSWORD = "sim-wifi-pass"
-UNIQUE_ID = "246f28a1b2c3"  # the fake machine.unique_id(): symbol "esp246f"
+UNIQUE_ID = "246f28a1b2c3"  # the fake machine.unique_id(): symbol "esp246f28a1b2c3"
 RESET_NAMES = {1: "power-on", 2: "reset", 3: "watchdog", 4: "deepsleep", 5: "soft reset"}
 POWER_BACK_MS = 2000  # a power cut: the power comes back this much later
 VFS_KIB = 512  # the LittleFS partition beside the tslog one (tools/partitions.csv)
@@ -760,7 +760,7 @@ class Sim:
         run_seqs = set()
         for a, z in ranges:
             run_seqs.update(range(a, z + 1))
-        symbol = (boots[-1].last.get("symbol") if boots else None) or "esp" + UNIQUE_ID[:4]
+        symbol = (boots[-1].last.get("symbol") if boots else None) or "esp" + UNIQUE_ID
         rows = self._server_rows(symbol)
         dup_ts = 0
         earlier_uploaded = None
