@@ -349,12 +349,15 @@ def pending_queue(cfg_dir, part):
         if log is None:
             import record
 
-            size = getattr(record, "QUEUE_RECORD_SIZE", None) or record.SIZE
             where = cfg_dir
             if part is not None:
                 where = esp32.Partition.find(esp32.Partition.TYPE_DATA, label="tslog")[0]
-            log = tslog.TSLog(where, record_size=size,
-                              bucket_size=CONF.get("bucket_size", 1024))
+            if hasattr(record, "open_queue"):  # the firmware's own queue set-up
+                log = record.open_queue(where, bucket_size=CONF.get("bucket_size", 1024))
+            else:
+                size = getattr(record, "QUEUE_RECORD_SIZE", None) or record.SIZE
+                log = tslog.TSLog(where, record_size=size,
+                                  bucket_size=CONF.get("bucket_size", 1024))
         if hasattr(log, "usage"):
             out["usage"] = list(log.usage())
         r = tslog.TSReader(log, 0)
