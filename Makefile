@@ -48,7 +48,7 @@ ingest: venv
 	$(BIN)/python -m tools.ingest serve $(ARGS)
 
 # The firmware on a simulated board against the bundled ingest server (docs/sim.md),
-# e.g. make sim ARGS='--duration 86400 --speed 600 --wifi-outage 600:1200'.
+# e.g. make sim ARGS='--duration 86400 --speed 600 --wifi-outage 600:1200' (--speed max: lockstep).
 sim: venv
 	$(BIN)/python -m tools.sim $(ARGS)
 

@@ -166,7 +166,8 @@ def test_simulator_flash_image():
         pytest.skip("tools/sim not present")
     d = support.tmpdir("pull-sim")
     sim = subprocess.run([sys.executable, "-m", "tools.sim", "--duration", "120", "--speed",
-                          "60", "--wifi-drops", "0", "--state-dir", d + "/state", "-q"],
+                          "60", "--wifi-drops", "0", "--queue-kib", "0",  # queue in flash.img
+                          "--state-dir", d + "/state", "-q"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     if sim.returncode != 0 or not os.path.exists(d + "/state/flash.img"):
         pytest.skip("tools.sim did not run: %s" % (sim.stdout + sim.stderr)[-300:])

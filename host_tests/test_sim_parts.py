@@ -1,7 +1,8 @@
 # cpython-only: runs the simulator's board-side modules in MicroPython subprocesses
-"""The simulator's parts under the MicroPython unix port: the virtual clock
-(tools/sim/mp/time.py), the RTC hook and the fake NTP answering true time, the
-socket gate, the write-through flash image and the locked LittleFS (tools/sim/device)."""
+"""The simulator's parts under the MicroPython unix port: the lockstep virtual clock
+(tools/sim/mp/time.py: threads, timers, pacing), the RTC hook and the fake NTP answering
+true time, the socket gate and its real timeouts, the write-through flash image and the
+locked LittleFS (tools/sim/device)."""
 
 import json
 import os
@@ -29,6 +30,18 @@ def _mp(script, env=None, timeout=60):
                        timeout=timeout, cwd=d)
     assert p.returncode == 0, p.stdout + p.stderr
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+# The board's station on the simulated access point (a script fragment).
+_WIFI_UP = """
+network.world.reset()
+network.world.add_ap("ap", "pw")
+sta = network.WLAN(network.STA_IF)
+sta.active(True)
+sta.connect("ap", "pw")
+while not sta.isconnected():
+    time.sleep_ms(100)
+"""
 
 
 def test_virtual_clock_epoch_2000_calendar_and_ticks_wrap():
@@ -67,14 +80,7 @@ time.sleep_ms(5000)
 time.sleep(5)
 out = {"real_ms": utime.ticks_diff(utime.ticks_ms(), r0),
        "virt_ms": time.ticks_diff(time.ticks_ms(), v0), "before": time.time()}
-network.world.reset()
-network.world.add_ap("ap", "pw")
-sta = network.WLAN(network.STA_IF)
-sta.active(True)
-sta.connect("ap", "pw")
-while not sta.isconnected():
-    time.sleep_ms(100)
-ntptime.settime()
+""" + _WIFI_UP + """ntptime.settime()
 out["after_ms"] = time.time_ns() // 1000000
 out["true_ms"] = time.sim_utc_ms()
 out["rtc"] = list(machine.RTC().datetime())
@@ -88,6 +94,90 @@ print(json.dumps(out))
     utc_after = r["after_ms"] + 946684800000
     assert 0 <= r["true_ms"] - utc_after < 1500, r
     assert r["rtc"][:3] == [2026, 11, 25], r
+
+
+def test_lockstep_time_stands_still_while_a_thread_runs_and_jumps_when_all_wait():
+    """A board thread busy for 300 ms of real time (no sleep) costs no simulated time; the
+    other thread's 10 ms sleep ends only once it sleeps too; a timer due at the same
+    instant as a sleeper fires first; a thread's exit counts as waiting for ever."""
+    r = _mp("""
+import json, sys, time, utime
+sys.modules["_thread"] = time.thread_module()
+import _thread
+out = {}
+def board_thread():
+    out["t0"] = time.ticks_ms()
+    utime.sleep_ms(300)  # real work: the clock must not move
+    out["t1"] = time.ticks_ms()
+    time.sleep_ms(5000)
+    out["t2"] = time.ticks_ms()
+class Timer:
+    at = time.sim_elapsed_ms() + 2000
+    def due(self):
+        return self.at
+    def fire(self):
+        out["timer"] = time.sim_elapsed_ms()
+        self.at = None
+time.add_timer(Timer())
+r0 = utime.ticks_ms()
+v0 = time.ticks_ms()
+_thread.start_new_thread(board_thread, ())
+time.sleep_ms(10)
+out["main_woke"] = time.ticks_diff(time.ticks_ms(), v0)
+time.sleep_ms(1990)
+out["main_2000"] = time.sim_elapsed_ms()
+time.sleep_ms(60000)
+out["real_ms"] = utime.ticks_diff(utime.ticks_ms(), r0)
+out["v"] = time.ticks_diff(time.ticks_ms(), v0)
+out["t1-t0"] = time.ticks_diff(out.pop("t1"), out["t0"])
+out["t2-t0"] = time.ticks_diff(out.pop("t2"), out.pop("t0"))
+print(json.dumps(out))
+""", {"SIM_SPEED": "max", "SIM_V0_MS": "5000"})
+    assert r["t1-t0"] == 0 and r["main_woke"] == 10, r  # main slept 10 ms, not 300 + 10
+    assert r["t2-t0"] == 5000 and r["v"] == 62000, r
+    assert r["timer"] == 7000 and r["main_2000"] == 7000, r  # SIM_V0_MS + 2000
+    assert r["real_ms"] < 30000, r  # 62 simulated seconds: the 300 ms of work and jumps
+
+
+def test_paced_clock_runs_at_most_the_speed_and_slows_down_for_a_busy_board():
+    r = _mp("""
+import json, time, utime
+r0 = utime.ticks_ms()
+time.sleep(5)
+paced = utime.ticks_diff(utime.ticks_ms(), r0)
+utime.sleep_ms(500)  # the board busy for 500 ms real: 50 simulated s behind the pace
+time.sleep(1)
+print(json.dumps({"paced_ms": paced, "v": time.sim_elapsed_ms(),
+                  "slowed": time.stats["slowed"]}))
+""", {"SIM_SPEED": "100"})
+    assert 45 <= r["paced_ms"] < 5000, r  # 5 simulated s at 100x: 50 ms real, not less
+    # behind by far more than the slack: the pace starts again from here (slowed)
+    assert r["slowed"] == 1 and r["v"] == 6000, r
+
+
+def test_a_silent_server_times_out_in_real_time_and_takes_the_timeout_in_simulated_time():
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    try:
+        r = _mp("""
+import json, socket, network, time
+""" + _WIFI_UP + """s = socket.socket()
+s.settimeout(3)
+s.connect(socket.getaddrinfo("127.0.0.1", %d)[0][-1])
+v0 = time.sim_elapsed_ms()
+try:
+    s.read(10)
+except OSError as e:
+    err = e.args[0]
+print(json.dumps({"err": err, "took": time.sim_elapsed_ms() - v0,
+                  "timed_out": socket.stats["timed_out"]}))
+""" % srv.getsockname()[1], {"SIM_SPEED": "max"})
+    finally:
+        srv.close()
+    assert r == {"err": 110, "took": 3000, "timed_out": 1}, r
 
 
 def test_sockets_fail_like_a_dead_network_while_the_link_is_down():
@@ -215,3 +305,21 @@ def test_ledger_power_cut_allows_commit_delta_and_no_more():
 def test_ledger_crashed_firmware_is_lost_not_down():
     r = _ledger([("crash", 0, 200000, None, {})], [], {})
     assert r["lost"] >= 99 and r["board_down"] <= 1, r
+
+
+def test_summary_last_line_balances_and_states_the_queue_figures():
+    from tools.sim.run import Sim, last_line, parse_args
+
+    s = Sim(parse_args(["--state-dir", support.tmpdir("simline"), "--sample-interval", "2"]))
+    r = {"samples": 450, "stored": 445, "uploaded": 432, "queued": 9, "dead": 0, "dropped": 0,
+         "cut_uncommitted": 4, "lost_stored": 0, "cut_inflight": 5, "lost": 0,
+         "earlier_uploaded": 13, "earlier_queued": 0, "dead_earlier": 0,
+         "usage": [36000, 248400, 262144]}  # 6.9 bytes a record in a 256 KiB partition
+    per, days = s._queue_figures(r)
+    assert (per, days) == ("6.9", "0.9"), (per, days)  # 37,992 records of 2 s: 0.88 days
+    line = last_line(r, per, days, 2)
+    assert line == ("sim: samples taken 450 = stored 445 + cut mid-sample 5; stored 445 = "
+                    "uploaded 432 + queued 9 + dead-lettered 0 + dropped 0 + uncommitted at a "
+                    "power cut 4; earlier runs' records: uploaded 13, dead-lettered 0, still "
+                    "queued 0; queue 6.9 flash bytes/record, holds 0.9 days at 2 s; lost 0"), line
+    assert s._queue_figures(dict(r, usage=None)) == ("?", "?")

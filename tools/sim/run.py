@@ -13,11 +13,19 @@ or explained by a counted cause: the board was not running (booting, rebooting, 
 off), the firmware's own counters (slots missed because the loop was blocked, slots in
 which every sensor failed, flash write errors, records dead-lettered or dropped on a full
 flash), or samples not yet committed to flash when the power went (at most
-``commit_delta`` per cut).  What is left is ``lost``.
+``commit_delta`` per cut), or slots a hung firmware let pass before its watchdog reset
+it (``hung``).  What is left is ``lost``.
+
+Time: the board runs on a lockstep virtual clock (tools/sim/mp/time.py): simulated time
+stands still while a board thread runs and jumps when all of them wait, paced to at most
+``--speed`` times real time (``--speed max``: no pacing).  The board process publishes the
+clock in ``<state-dir>/clock``; this process reads it for the status line and for the
+bundled server's token expiry; between boots it holds the clock itself.
 """
 
 import argparse
 import ast
+import collections
 import json
 import os
 import random
@@ -38,9 +46,15 @@ WIFI_SSID = "sim-wifi"
 WIFI_PASSWORD = "sim-wifi-pass"
 UNIQUE_ID = "246f28a1b2c3"  # the fake machine.unique_id(): symbol "esp246f28a1b2c3"
 RESET_NAMES = {1: "power-on", 2: "reset", 3: "watchdog", 4: "deepsleep", 5: "soft reset"}
+POWER_BACK_MS = 2000  # a power cut: the power comes back this much later
+VFS_KIB = 512  # the LittleFS partition beside the tslog one (tools/partitions.csv)
+OLD_VFS_KIB = 2048  # a board flashed with MicroPython's own table: LittleFS only
+STATE_FILES = {"flash.img", "tslog.img", "clock", "sim.json", "ingest", "console.log",
+               "boot.json"}
 
 
 def micropython_binary():
+    """The unix-port binary that runs the board (the venv's, else the one on PATH)."""
     cand = Path(sys.executable).parent / "micropython"
     if cand.exists():
         return str(cand)
@@ -48,6 +62,18 @@ def micropython_binary():
     if found:
         return found
     raise SystemExit("sim: no micropython binary (run `make venv` first)")
+
+
+def _speed(text):
+    if text == "max":
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number or max, got %r" % text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError("--speed must be > 0")
+    return v
 
 
 def _span(text):
@@ -68,8 +94,15 @@ def parse_args(argv=None):
                     "port + fakes) against the bundled ingest server or an external one.")
     p.add_argument("--duration", type=float, default=1800,
                    help="simulated seconds to run (default 1800)")
-    p.add_argument("--speed", type=float, default=30,
-                   help="virtual clock speed-up: simulated seconds per real second (default 30)")
+    p.add_argument("--speed", type=_speed, default=30.0, metavar="N|max",
+                   help="simulated seconds per real second at most (default 30); the clock "
+                        "runs slower when the host cannot keep up; max: as fast as the host "
+                        "allows (lockstep: simulated time jumps whenever the board waits)")
+    p.add_argument("--queue-kib", type=int, default=1536, metavar="N",
+                   help="the queue's raw data partition 'tslog' of N KiB beside a %d KiB "
+                        "LittleFS vfs, as the project's partition table has it (default "
+                        "1536); 0: a board with MicroPython's own table (%d KiB LittleFS, "
+                        "the queue in a folder)" % (VFS_KIB, OLD_VFS_KIB))
     p.add_argument("--sample-interval", type=float, default=2,
                    help="sample_interval_s of the board (default 2)")
     p.add_argument("--send-interval", type=float, default=10,
@@ -118,8 +151,10 @@ def parse_args(argv=None):
     a = p.parse_args(argv)
     if a.ingest_url and not (a.ca_file or a.ingest_url.startswith("http://")):
         p.error("--ingest-url needs --ca-file (the CA of its TLS certificate)")
-    if a.speed <= 0 or a.duration <= 0 or a.sample_interval <= 0:
-        p.error("--speed, --duration and --sample-interval must be > 0")
+    if a.duration <= 0 or a.sample_interval <= 0:
+        p.error("--duration and --sample-interval must be > 0")
+    if a.queue_kib < 0 or a.queue_kib % 4 or a.queue_kib > 4096:
+        p.error("--queue-kib: 0, or a multiple of 4 (KiB, flash blocks) up to 4096")
     return a
 
 
@@ -159,6 +194,8 @@ class Boot:
         self.events = []
         self.proc = None
         self.crashed = False  # the firmware stopped (uncaught exception): REPL
+        self.seen_real = time.time()  # real time of the latest event
+        self.pace = []  # [(real s, virtual ms)] of recent status lines: the speed held
 
 
 class Sim:
@@ -166,7 +203,7 @@ class Sim:
         self.o = opts
         self.out = out or sys.stdout
         self.state = Path(opts.state_dir).resolve()
-        self.speed = float(opts.speed)
+        self.speed = opts.speed  # None: --speed max
         self.boots = []
         self.server = None
         self.rng = random.Random(opts.seed)
@@ -176,22 +213,36 @@ class Sim:
         self.first_arrival = None  # real s from the start to the first record stored
         self._arrival_check = 0.0
         self._written0 = 0
+        self.v = 0  # virtual ms since the run started, as far as this process knows
+        self._clock_fd = None
+        self.slowest = None  # the lowest speed held over a few seconds (x), when paced
 
     # ------------------------------------------------------------------ time
     def now_v(self):
-        """Virtual ms since the run started."""
-        return (time.time_ns() - self.real0) * self.speed / 1e6
+        """Virtual ms since the run started: the board's clock while one runs."""
+        v = self.v
+        if self._clock_fd is not None:
+            try:
+                raw = os.pread(self._clock_fd, 8, 0)
+            except OSError:
+                raw = b""
+            if len(raw) == 8:
+                v = max(v, int.from_bytes(raw, "little", signed=True))
+        return v
 
-    def real_at(self, v_ms):
-        """time.time() (s) at which the run reaches virtual ms ``v_ms``."""
-        return (self.real0 + v_ms * 1e6 / self.speed) / 1e9
+    def _server_clock(self):
+        """The bundled server's token clock: the simulated true UTC, in s."""
+        return (self.utc0 + self.now_v()) / 1000.0
+
+    def _speed_text(self):
+        return "max" if self.speed is None else "%gx" % self.speed
 
     # ------------------------------------------------------------------ set-up
     def setup(self):
         o = self.o
         if o.fresh and self.state.exists():
             names = {p.name for p in self.state.iterdir()}
-            if names - {"flash.img", "sim.json", "ingest", "console.log", "boot.json"}:
+            if names - STATE_FILES:
                 raise SystemExit("sim: --fresh: %s holds files the simulator did not make; "
                                  "not erasing it" % self.state)
             shutil.rmtree(self.state)
@@ -201,17 +252,21 @@ class Sim:
             self.meta = json.loads(self.meta_path.read_text())
         except (OSError, ValueError):
             self.meta = {}
+        self.meta["runs"] = int(self.meta.get("runs", 0)) + 1
         self.firmware = (Path(o.firmware) if o.firmware else FIRMWARE).resolve()
         if not (self.firmware / "main.py").exists():
             raise SystemExit("sim: no main.py in %s" % self.firmware)
         self.console = open(self.state / "console.log", "a")
-        self.real0 = time.time_ns()  # provisional: restarted once the server is up
+        clock = self.state / "clock"
+        clock.write_bytes(b"\0" * 8)
+        self._clock_fd = os.open(clock, os.O_RDONLY)
+        self.real0 = self.start_ns = time.time_ns()  # start_ns: rows stored from now on
         # True UTC at virtual 0: now, or just after the previous run's end (a rerun
         # continues the same board's timeline, it never goes back in time).
         utc_now = self.real0 // 1_000_000
         self.utc0 = max(utc_now, int(self.meta.get("utc_end_ms", 0)) + 1000)
         self._start_server()
-        self.real0 = time.time_ns()  # virtual 0: the board is powered on now
+        self.real0 = time.time_ns()  # the board is powered on now
         self.outages = sorted(o.wifi_outage + self._random_drops())
 
     def _random_drops(self):
@@ -235,19 +290,23 @@ class Sim:
             return
         from tools.ingest import IngestServer
         from tools.ingest.config import WEATHER_RECORD
+        from tools.ingest.tokens import TokenService
 
         types = {"weather_record": dict(WEATHER_RECORD)}
         hs = _health_schema()
         if hs:
             types[hs[0]] = hs[1]
         cfg = {
-            # Tokens expire in virtual time: the server's clock is real, so divide.
-            "access_token_lifetime_s": 300 / self.speed,
-            "refresh_token_lifetime_s": 86400 / self.speed,
+            "access_token_lifetime_s": 300,
+            "refresh_token_lifetime_s": 86400,
             "streams": {o.stream: {"types": types}},
         }
         self.server = IngestServer(str(self.state / "ingest"), cfg, port=0,
-                                   out=open(os.devnull, "w")).start()
+                                   out=open(os.devnull, "w"))
+        # Tokens expire in simulated time: the server judges them by the board's clock.
+        self.server.tokens = TokenService(self.server.cfg, clock=self._server_clock,
+                                          faults=self.server.faults)
+        self.server.start()
         self.url = "https://localhost:%d" % self.server.port
         self.ca_file = self.server.ca_der
         self.user, self.password = o.user or "admin", o.password or "admin"
@@ -264,6 +323,9 @@ class Sim:
             else o.send_interval,
             "tb_host": self.url, "tb_user": self.user, "tb_pass": self.password,
             "tb_stream": o.stream,
+            # The queue's data partition (the firmware's default will be the same); on a
+            # board without it (--queue-kib 0) the firmware says so and uses tslog_dir.
+            "tslog_partition": "tslog",
         }
         if self.ca_file:
             cfg["tb_ca_file"] = "ca.pem" if str(self.ca_file).endswith(".pem") else "ca.der"
@@ -274,6 +336,24 @@ class Sim:
             except ValueError:
                 cfg[k] = v
         return cfg
+
+    def _flash_layout(self):
+        """Warn when the partition table differs from the previous run's (a reflash)."""
+        o = self.o
+        before = self.meta.get("queue_kib")
+        self.meta["queue_kib"] = o.queue_kib
+        if before is None or before == o.queue_kib:
+            return
+        gone = []
+        if (before == 0) != (o.queue_kib == 0):
+            gone.append("the LittleFS vfs (boot counter, config, a folder queue)")
+        if o.queue_kib and before:
+            gone.append("the tslog partition")
+        self._say("sim: --queue-kib %d after %d: as if the board were flashed with another "
+                  "partition table; %s start%s blank, the queue of earlier runs is %s" % (
+                      o.queue_kib, before, " and ".join(gone) or "nothing",
+                      "s" if len(gone) == 1 else "",
+                      "gone" if gone or not o.queue_kib else "left in tslog.img, unused"))
 
     # ------------------------------------------------------------------ boots
     def _boot_conf(self, boot, first, rtc):
@@ -286,10 +366,13 @@ class Sim:
             if self.ca_file:
                 name = self.config.get("tb_ca_file", "ca.der")
                 files[name] = {"host": str(Path(self.ca_file).resolve())}
-        cuts = [c * 1000 for c in o.power_cut_at if boot.start_v < c * 1000 < o.duration * 1000]
+        cuts = [int(round(c * 1000)) for c in o.power_cut_at
+                if boot.start_v < c * 1000 < o.duration * 1000]
         return {
             "flash_img": str(self.state / "flash.img"),
-            "flash_blocks": 512,
+            "vfs_kib": VFS_KIB if o.queue_kib else OLD_VFS_KIB,
+            "tslog_img": str(self.state / "tslog.img"),
+            "tslog_kib": o.queue_kib,
             "firmware_dir": str(self.firmware),
             "files": files,
             "seed": o.seed if o.seed is not None else 1,
@@ -298,7 +381,7 @@ class Sim:
             "wifi": {"ssid": WIFI_SSID, "password": WIFI_PASSWORD},
             "outages": self.outages,
             "ntp_fail_until_s": o.ntp_fail_until,
-            "end_ms": o.duration * 1000,
+            "end_ms": int(o.duration * 1000),
             "power_cut_ms": min(cuts) if cuts else None,
             "reset_cause": boot.cause,
             "rtc_memory": rtc.get("rtc_memory", ""),
@@ -309,13 +392,14 @@ class Sim:
             "status_ms": 200,
         }
 
-    def _env(self, rtc):
+    def _env(self, boot, rtc):
         env = dict(os.environ)
         env["MICROPYPATH"] = ":".join([
             str(SIM / "mp"), str(SIM / "device"), str(self.firmware), str(ROOT / "lib"),
             str(ROOT / "host_tests" / "fakes"), ".frozen"])
-        env["SIM_SPEED"] = repr(self.speed)
-        env["SIM_REAL0_NS"] = str(self.real0)
+        env["SIM_SPEED"] = "max" if self.speed is None else repr(self.speed)
+        env["SIM_V0_MS"] = str(int(boot.start_v))
+        env["SIM_CLOCK_FILE"] = str(self.state / "clock")
         env["SIM_UTC0_MS"] = str(self.utc0)
         env["SIM_EPOCH"] = "2000"
         if rtc.get("wall_offset_ms") is not None:
@@ -325,53 +409,83 @@ class Sim:
         return env
 
     def _start_boot(self, cause, rtc):
-        boot = Boot(len(self.boots) + 1, cause, self.now_v())
+        boot = Boot(len(self.boots) + 1, cause, self.v)
         self.boots.append(boot)
         conf = self._boot_conf(boot, boot.n == 1, rtc)
         path = self.state / "boot.json"
         path.write_text(json.dumps(conf))
-        self.console.write("\n===== boot %d (%s) at %.1f s simulated =====\n" % (
-            boot.n, RESET_NAMES.get(cause, cause), boot.start_v / 1000))
-        self.console.flush()
         boot.proc = subprocess.Popen(
             [micropython_binary(), "-X", "heapsize=" + self.o.heap,
              str(SIM / "device" / "sim_board.py"), str(path)],
-            cwd=str(ROOT), env=self._env(rtc), stdout=subprocess.PIPE,
+            cwd=str(ROOT), env=self._env(boot, rtc), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, bufsize=1)
         return boot
 
+    def _console_header(self, boot, st):
+        """The console's line before a boot's output, numbered as the firmware numbers
+        its boots (``st``: the first status line with its figures, or None)."""
+        fw = "boot %s" % st["boot"] if st and st.get("boot") is not None else "a boot"
+        cause = (st or {}).get("reset_cause") or RESET_NAMES.get(boot.cause, boot.cause)
+        return "\n===== %s (%s) at %.1f s simulated (run %d, process %d) =====\n" % (
+            fw, cause, boot.start_v / 1000, self.meta["runs"], boot.n)
+
     def _reader(self, boot, q):
+        """The board's output: status lines to ``q``, the rest to console.log (held back
+        until the firmware has said its boot number, which heads the boot's part)."""
         dec = json.JSONDecoder()
+        held = []  # console lines before the header
+        con = self.console
         for line in boot.proc.stdout:
             i = line.find(STATUS_PREFIX)
-            if i >= 0:  # a firmware thread may print into the middle of a status line
+            if i >= 0:
                 try:
                     obj, end = dec.raw_decode(line, i + len(STATUS_PREFIX))
                 except ValueError:
                     pass
                 else:
                     q.append(obj)
+                    boot.seen_real = time.time()
                     line = line[:i] + line[end:]
+                    ev = obj.get("ev")
+                    if held is not None and (obj.get("boot") is not None or
+                                             ev in ("powercut", "wdt", "end", "crash")):
+                        con.write(self._console_header(boot, obj if "boot" in obj else None))
+                        con.writelines(held)
+                        held = None
+                    if ev == "powercut":
+                        con.write("===== power cut at %.1f s simulated: the board stops "
+                                  "here; the flash keeps what was written =====\n" % (
+                                      obj.get("v", 0) / 1000))
+                    elif ev == "wdt":
+                        con.write("===== watchdog reset at %.1f s simulated (not fed for "
+                                  "wdt_timeout_ms) =====\n" % (obj.get("v", 0) / 1000))
                     if not line.strip():
                         continue
-            self.console.write(line)
+            if held is not None:
+                held.append(line)
+            else:
+                con.write(line)
             if self.o.verbose:
                 self._clear()
                 self.out.write("board: " + line)
-        self.console.flush()
+        if held is not None:
+            con.write(self._console_header(boot, None))
+            con.writelines(held)
+        con.flush()
 
     def _run_boot(self, cause, rtc):
         """Run one boot to its end; returns (next cause, rtc state) or None when the run
         is over."""
         boot = self._start_boot(cause, rtc)
-        q = []
+        q = collections.deque()
         t = threading.Thread(target=self._reader, args=(boot, q), daemon=True)
         t.start()
-        end_real = self.real_at(self.o.duration * 1000)
+        end_v = self.o.duration * 1000
+        past_end = None  # real time when the board's clock passed the end by 150 s
         nxt = None
         while True:
             while q:
-                ev = q.pop(0)
+                ev = q.popleft()
                 nxt = self._event(boot, ev) or nxt
             if boot.how in ("wdt", "powercut"):
                 self._kill(boot)
@@ -379,13 +493,18 @@ class Sim:
             if boot.proc.poll() is not None:
                 t.join(2)
                 while q:
-                    ev = q.pop(0)
+                    ev = q.popleft()
                     nxt = self._event(boot, ev) or nxt
                 break
             # The board ends by itself (firmware shutdown: up to 4 network timeouts, then the
             # SimEnd fallback 2 simulated minutes after the end); if not, pull the plug.
-            if time.time() > end_real + 10 + 150 / self.speed:
+            if past_end is None and self.now_v() > end_v + 150_000:
+                past_end = time.time()
+            if (past_end is not None and time.time() > past_end + 10) or \
+                    time.time() > boot.seen_real + 120:
                 boot.how = boot.how or "killed"
+                self._say("sim: boot %d did not %s: killed" % (
+                    boot.n, "end" if past_end else "report for 120 s (real)"))
                 self._kill(boot)
                 break
             self._status(boot)
@@ -393,14 +512,15 @@ class Sim:
             time.sleep(0.05)
         t.join(2)
         self._status(boot, force=True)
-        boot.end_v = min(self.now_v(), self.o.duration * 1000)
+        self.v = max(self.v, int(boot.last.get("v", boot.start_v)), self.now_v())
+        boot.end_v = min(self.v, end_v)
         rc = boot.proc.returncode
         if boot.how is None:
             boot.how = "reset" if rc == EXIT_RESET else "died"
             if rc not in (0, EXIT_RESET):
                 self._say("sim: the board process exited %s without a reason: the simulator "
                           "stops here (see %s)" % (rc, self.state / "console.log"))
-        if self.now_v() >= self.o.duration * 1000 or boot.how in ("end", "killed", "died"):
+        if self.v >= end_v or boot.how in ("end", "killed", "died"):
             return None
         if boot.how == "reset" and nxt:
             return nxt
@@ -408,7 +528,7 @@ class Sim:
             return (3, {"rtc_memory": boot.last.get("rtc_memory", ""),
                         "wall_offset_ms": boot.last.get("wall_offset_ms")})
         if boot.how == "powercut":
-            time.sleep(2.0 / self.speed)  # the power comes back 2 simulated seconds later
+            self.v += POWER_BACK_MS
         return (1, {})  # power-on: RTC and its memory cleared
 
     def _kill(self, boot):
@@ -418,7 +538,10 @@ class Sim:
 
     def _event(self, boot, ev):
         kind = ev.get("ev")
+        if "v" in ev:
+            self.v = max(self.v, int(ev["v"]))
         if kind in ("st", "final", "cut"):
+            self._pace(boot, ev)
             tr = (ev.get("wifi"), ev.get("led"))
             if not boot.transitions or boot.transitions[-1][1:] != tr:
                 boot.transitions.append((round(ev.get("v", 0) / 1000, 1),) + tr)
@@ -451,6 +574,23 @@ class Sim:
                 boot.n, ev.get("error")))
         return None
 
+    def _pace(self, boot, ev):
+        """Keep the last ~3 s (real) of (real, virtual) points: the speed held."""
+        now = time.time()
+        boot.pace.append((now, ev.get("v", 0)))
+        while len(boot.pace) > 2 and now - boot.pace[1][0] >= 3:
+            boot.pace.pop(0)
+        held = self._held(boot)
+        if held is not None and self.speed is not None and held < 0.9 * self.speed:
+            self.slowest = held if self.slowest is None else min(self.slowest, held)
+
+    def _held(self, boot):
+        """Simulated s per real s over the last ~3 s, or None if too short to tell."""
+        p = boot.pace
+        if len(p) < 2 or p[-1][0] - p[0][0] < 2:
+            return None
+        return (p[-1][1] - p[0][1]) / 1000 / (p[-1][0] - p[0][0])
+
     # ------------------------------------------------------------------ status
     def _watch_arrivals(self):
         """Note (once) when the first records reach the bundled server."""
@@ -474,13 +614,26 @@ class Sim:
             t["uploaded"] += _get(s, "sent", "uploaded")
         return t
 
+    def _speed_note(self, boot):
+        held = self._held(boot)
+        if held is None:
+            return self._speed_text()
+        if self.speed is None:
+            return "max %.0fx" % held
+        if held < 0.9 * self.speed:  # the clock waits for the board: say so
+            return "%.0fx (%gx requested: host too slow, clock slowed)" % (held, self.speed)
+        return self._speed_text()
+
     def _status_line(self, boot):
         s = boot.last
         t = self._totals()
         v = self.now_v() / 1000
-        return ("sim %s / %s  boot %d  samples %d  queued %s  uploaded %d  wifi %s  led %s" % (
-            _hms(min(v, self.o.duration)), _hms(self.o.duration), boot.n, t["samples"],
-            s.get("queued", "?"), t["uploaded"], s.get("wifi", "?"), s.get("led", "?")))
+        return ("sim %s / %s  %s  boot %s  samples %d  queued %s  uploaded %d  wifi %s  "
+                "led %s" % (
+                    _hms(min(v, self.o.duration)), _hms(self.o.duration),
+                    self._speed_note(boot), s.get("boot", "?"), t["samples"],
+                    s.get("queued", "?"), t["uploaded"], s.get("wifi", "?"),
+                    s.get("led", "?")))
 
     def _status(self, boot, force=False):
         if self.o.quiet:
@@ -488,7 +641,7 @@ class Sim:
         now = time.time()
         if self._tty:
             if now - self._last_print >= 0.2 or force:
-                self.out.write("\r" + self._status_line(boot).ljust(100)[:118])
+                self.out.write("\r" + self._status_line(boot).ljust(100)[:150])
                 self.out.flush()
                 self._last_print = now
         elif now - self._last_print >= 10 or force:
@@ -498,7 +651,7 @@ class Sim:
 
     def _clear(self):
         if self._tty:
-            self.out.write("\r" + " " * 118 + "\r")
+            self.out.write("\r" + " " * 150 + "\r")
 
     def _say(self, text):
         self._clear()
@@ -509,16 +662,23 @@ class Sim:
     def run(self):
         self.setup()
         o = self.o
-        self._say("sim: %s simulated at %gx (%s real); firmware %s; uploading to %s%s" % (
-            _hms(o.duration), self.speed, _hms(o.duration / self.speed),
+        self._say("sim: %s simulated at %s%s; firmware %s; uploading to %s%s" % (
+            _hms(o.duration), self._speed_text(),
+            " (%s real or more)" % _hms(o.duration / self.speed) if self.speed else
+            " (lockstep, as fast as the host allows)",
             os.path.relpath(self.firmware, ROOT) + "/", self.url,
             " (bundled ingest server)" if self.server else ""))
+        self._say("sim: flash: %s" % (
+            "LittleFS vfs %d KiB + tslog data partition %d KiB (the queue)" % (
+                VFS_KIB, o.queue_kib) if o.queue_kib else
+            "LittleFS vfs %d KiB, no tslog partition (the queue in a folder)" % OLD_VFS_KIB))
+        self._flash_layout()
         if self.outages:
             self._say("sim: Wi-Fi outages (simulated s): " + ", ".join(
                 "%g-%g" % span for span in self.outages))
         nxt = (1, {})
         try:
-            while nxt is not None and self.now_v() < o.duration * 1000:
+            while nxt is not None and self.v < o.duration * 1000:
                 nxt = self._run_boot(*nxt)
         except KeyboardInterrupt:
             self._say("sim: interrupted")
@@ -527,6 +687,7 @@ class Sim:
                     self._kill(b)
         finally:
             self._clear()
+        self.real_s = (time.time_ns() - self.real0) / 1e9
         self.meta["utc_end_ms"] = self.utc0 + int(self.now_v())
         result = self.ledger()
         self.meta_path.write_text(json.dumps(self.meta))
@@ -535,6 +696,9 @@ class Sim:
             self.server.stop()
         if self.console:
             self.console.close()
+        if self._clock_fd is not None:
+            os.close(self._clock_fd)
+            self._clock_fd = None
         return result
 
     # ------------------------------------------------------------------ ledger
@@ -555,7 +719,7 @@ class Sim:
         # Seqn ranges that survived: boot i stored [first_i, last_i]; after a power cut the
         # log resumed after its last committed record, which the next boot's first seqn
         # (or the log's last seqn at the end) tells.
-        ranges, uncommitted, lost_cut = [], 0, 0
+        ranges, cut_inflight, cut_uncommitted, lost_cut = [], 0, 0, 0
         final = self.boots[-1].final if self.boots else None
         queue = (final or {}).get("queue") or {}
         inflight_lost = 0
@@ -568,7 +732,7 @@ class Sim:
             inflight = max(0, _get(s, "taken", "samples") - stored - _get(s, "failed") -
                            _get(s, "store_errors"))
             if b.how in ("powercut", "wdt", "died", "killed"):
-                uncommitted += inflight
+                cut_inflight += inflight
             else:
                 inflight_lost += inflight
             if not stored or last is None:
@@ -588,7 +752,7 @@ class Sim:
                     cut_ms = self.utc0 + int((b.cut or {}).get("v", b.end_v or 0))
                     reused.append((resume, last, cut_ms))
                     allowed = int(self.config.get("commit_delta", 16))
-                    uncommitted += min(gone, allowed)
+                    cut_uncommitted += min(gone, allowed)
                     lost_cut += max(0, gone - allowed)
                     last = resume - 1
             if last >= first:
@@ -599,14 +763,21 @@ class Sim:
         symbol = (boots[-1].last.get("symbol") if boots else None) or "esp" + UNIQUE_ID
         rows = self._server_rows(symbol)
         dup_ts = 0
+        earlier_uploaded = None
         if rows is None:  # an external server: trust the board's counter
             uploaded = sum(_get(b.final or b.last, "sent", "uploaded") for b in boots)
             in_store = set()
+            all_seqs = set()
         else:
-            in_store = {r["seq"] for r in rows if r["seq"] in run_seqs}
+            all_seqs = {r["seq"] for r in rows}
+            in_store = all_seqs & run_seqs
             ts = [r["capture_ns"] for r in rows if r["seq"] in run_seqs]
             dup_ts = len(ts) - len(set(ts))
             uploaded = len(in_store)
+            # Records of earlier runs this run delivered: stored by the server since the
+            # run started (the server dates each row's arrival) with a seq of no boot here.
+            earlier_uploaded = sum(1 for r in rows if r["seq"] not in run_seqs and
+                                   r["acquisition_ns"] >= self.start_ns)
         ts_errors = self._check_timestamps(rows, run_seqs)
         # A seqn lost with the power is handed out again by the next boot.  If the store
         # holds that seqn with a time before the cut, the record had been uploaded, so it
@@ -617,9 +788,11 @@ class Sim:
             for a, z, cut_ms in reused:
                 if a <= r["seq"] <= z and r["capture_ns"] // 1_000_000 <= cut_ms:
                     seq_reused += 1
-        queued = 0
+        queued = earlier_queued = 0
         if queue.get("first") is not None:
-            queued = len(set(range(queue["first"], queue["last"] + 1)) & run_seqs - in_store)
+            pending = set(range(queue["first"], queue["last"] + 1)) - in_store
+            queued = len(pending & run_seqs)
+            earlier_queued = len(pending - run_seqs - all_seqs)
         dead, dropped = sums["dead"], sums["dropped"]
         dead_earlier = 0
         if queue.get("dead_seqs") is not None:  # the dead-letter log itself, by seq
@@ -629,24 +802,30 @@ class Sim:
             dead = len(dead_set & run_seqs)
             dead_earlier = len(dead_set - run_seqs) - int(self.meta.get("dead_before", 0))
             self.meta["dead_before"] = len(dead_set - run_seqs)
-        accounted_stored = uploaded + queued + dead + dropped + uncommitted
+        uncommitted = cut_inflight + cut_uncommitted
+        accounted_stored = uploaded + queued + dead + dropped + cut_uncommitted
         lost_stored = max(0, sums["stored"] - accounted_stored - lost_cut) + lost_cut
         covered = sum(_get(b.cut or b.final or b.last, "taken", "samples") +
                       _get(b.cut or b.final or b.last, "missed") for b in boots)
         down_ms = self._down_ms(interval_ms)
         down_slots = max(0, slots - covered)
+        hung = min(down_slots, sum(self._hung_slots(b, interval_ms) for b in boots))
         # Slots nobody sampled must match the time no firmware was sampling (one slot of
-        # slack per boot for the partial slots at its edges).
-        lost_down = max(0, down_slots - int(down_ms // interval_ms) - len(self.boots))
+        # slack per boot for the partial slots at its edges), or a hung firmware's.
+        lost_down = max(0, down_slots - hung - int(down_ms // interval_ms) - len(self.boots))
         slots = max(slots, covered)  # a boot may take the slot at the very end
         lost = lost_stored + lost_down + inflight_lost + seq_reused
         return {
             "slots": slots, "samples": sums["taken"], "stored": sums["stored"],
             "uploaded": uploaded, "queued": queued, "dead": dead, "dropped": dropped,
             "dead_earlier": dead_earlier, "queue_error": queue.get("error"),
+            "earlier_uploaded": earlier_uploaded, "earlier_queued": earlier_queued,
             "missed": sums["missed"], "sensor_failed": sums["failed"],
             "store_errors": sums["store_errors"], "power_cut_uncommitted": uncommitted,
-            "board_down": down_slots - lost_down, "board_down_ms": int(down_ms), "lost": lost,
+            "cut_uncommitted": cut_uncommitted, "lost_stored": lost_stored,
+            "cut_inflight": cut_inflight, "inflight_lost": inflight_lost,
+            "board_down": down_slots - hung - lost_down, "board_down_ms": int(down_ms),
+            "hung": hung, "lost": lost,
             "duplicates": dup_ts, "timestamp_errors": ts_errors, "seq_reused": seq_reused,
             "bad_rows": self.bad_rows[:20], "boots": [
                 {"n": b.n, "cause": RESET_NAMES.get(b.cause, b.cause),
@@ -656,24 +835,39 @@ class Sim:
                  "fw_boot": (b.final or b.last).get("boot"),
                  "taken": _get(b.cut or b.final or b.last, "taken", "samples"),
                  "stored": _get(b.cut or b.final or b.last, "stored"),
+                 "missed": _get(b.cut or b.final or b.last, "missed"),
+                 "cut_s": (b.cut or {}).get("v", 0) / 1000 if b.cut else None,
                  "transitions": b.transitions} for b in self.boots],
             "symbol": symbol, "url": self.url, "rows": rows,
-            "first_arrival_s": self.first_arrival,
+            "first_arrival_s": self.first_arrival, "real_s": getattr(self, "real_s", None),
+            "slowest": self.slowest, "usage": queue.get("usage"),
+            "sent_total": self._totals()["uploaded"],  # what the status line says
+            "clock": (final or {}).get("clock"),
             "outages": self.outages, "state_dir": str(self.state),
         }
 
+    def _hung_slots(self, b, interval_ms):
+        """Slots between the last one a boot took and its watchdog reset: the firmware hung
+        (a real board would not sample them either)."""
+        if b.how != "wdt" or b.cut is None or b.first is None:
+            return 0
+        f = b.first
+        n_first = _get(f, "taken", "samples") + _get(f, "missed")
+        first_slot = f.get("v", b.start_v) - max(0, n_first - 1) * interval_ms
+        due = int((b.cut.get("v", 0) - first_slot) // interval_ms) + 1  # slots due by then
+        return max(0, due - _get(b.cut, "taken", "samples") - _get(b.cut, "missed"))
+
     def _check_timestamps(self, rows, run_seqs):
         """Records of this run whose timestamp is outside the run, or (``--weather ramp``)
-        further than 6 s from the true time the pressure ramp says it was sampled.  (A
-        timestamp is taken just after the readings, so a host that stalls the board process
-        mid-sample for 100 ms at --speed 30 moves it by 3 s: hence the slack.)"""
+        further than 6 s from the true time the pressure ramp says it was sampled (NTP
+        sets the clock in whole seconds, and a sample taken before NTP gets its time from
+        the boot's epoch)."""
         self.bad_rows = []
         if not rows:
             return 0
         lo = self.utc0 - 1000
-        # The firmware is stopped by a status thread that looks every 200 ms (real): it may
-        # take a slot or two after the end.
-        hi = self.utc0 + int(self.o.duration * 1000) + 1000 + int(400 * self.speed)
+        # The firmware stops within a loop slice of the end: it may take one more slot.
+        hi = self.utc0 + int(self.o.duration * 1000) + 2000 + int(self.o.sample_interval * 1000)
         bad = 0
         for r in rows:
             if r["seq"] not in run_seqs:
@@ -715,8 +909,20 @@ class Sim:
             down += max(0.0, self.o.duration * 1000 - prev_end)
         return down
 
+    def _queue_figures(self, r):
+        """(flash bytes per record, days of the sample interval the queue holds), as text;
+        '?' when the queue has no ``usage()``."""
+        u = r.get("usage")
+        if not u or not u[0] or not u[1]:
+            return "?", "?"
+        held, used, total = u[0], u[1], u[2]
+        per = used / held
+        days = total / per * self.o.sample_interval / 86400
+        return "%.1f" % per, "%.1f" % days
+
     def summary(self, r):
         w = self.out.write
+        o = self.o
         w("\nsim: %d boot(s):\n" % len(r["boots"]))
         for b in r["boots"]:
             w("  boot %d  %-9s %7.1f-%7.1f s  firmware boot %s  samples %d  stored %d  "
@@ -724,25 +930,71 @@ class Sim:
                                b["taken"], b["stored"], b["how"]))
         w("sim: slots %d = uploaded %d + queued %d + dead-lettered %d + dropped %d + "
           "power-cut uncommitted %d + missed %d + sensor-failed %d + store errors %d + "
-          "board down %d + lost %d\n" % (
+          "board down %d + hung until the watchdog %d + lost %d\n" % (
               r["slots"], r["uploaded"], r["queued"], r["dead"], r["dropped"],
               r["power_cut_uncommitted"], r["missed"], r["sensor_failed"],
-              r["store_errors"], r["board_down"], r["lost"]))
+              r["store_errors"], r["board_down"], r["hung"], r["lost"]))
+        if r.get("real_s"):
+            sim_s = min(self.v, o.duration * 1000) / 1000
+            held = sim_s / r["real_s"] if r["real_s"] > 0 else 0
+            note = ""
+            if self.speed is not None and r.get("slowest") is not None:
+                note = "; the host could not hold %gx (down to %.0fx at times): the clock " \
+                       "waited for the board, no slot was missed for it" % (
+                           self.speed, r["slowest"])
+            w("sim: %s simulated in %s real (%.0fx, %s requested)%s\n" % (
+                _hms(sim_s), _hms(r["real_s"]), held, self._speed_text(), note))
         if self.server:
             w("sim: ingest store: %s (python -m tools.ingest query --data-dir %s "
-              "--stream %s)\n" % (self.state / "ingest", self.state / "ingest", self.o.stream))
+              "--stream %s)\n" % (self.state / "ingest", self.state / "ingest", o.stream))
         w("sim: board console: %s\n" % (self.state / "console.log"))
         if r.get("queue_error"):
             w("sim: could not read the queue on flash: %s\n" % r["queue_error"])
-        if r["dead_earlier"]:
-            w("sim: %d record(s) of earlier runs dead-lettered\n" % r["dead_earlier"])
+        per, days = self._queue_figures(r)
+        u = r.get("usage")
+        where = ("tslog partition %d KiB" % o.queue_kib) if o.queue_kib else \
+            "folder %s on LittleFS" % self.config.get("tslog_dir", "data/q")
+        if u:
+            w("sim: queue (%s): %d record(s) in %d of %d flash bytes: %s bytes/record, "
+              "holds %s days at %g s\n" % (where, u[0], u[1], u[2], per, days,
+                                           o.sample_interval))
+        else:
+            w("sim: queue (%s): flash bytes/record and days held unknown (the queue has "
+              "no usage())\n" % where)
+        clk = r.get("clock") or {}
+        if clk.get("forced"):
+            w("sim: the lockstep clock was forced on %d time(s): board threads ran without "
+              "sleeping (see the console)\n" % clk["forced"])
         if r["duplicates"] or r["timestamp_errors"] or r["seq_reused"]:
             w("sim: WRONG DATA: %d record(s) stored twice, %d seqn(s) reused after a power "
               "cut, %d with a wrong timestamp %s\n" % (
                   r["duplicates"], r["seq_reused"], r["timestamp_errors"], r["bad_rows"][:5]))
-        w("sim: samples taken %d, stored %d, uploaded %d, lost %d\n" % (
-            r["samples"], r["stored"], r["uploaded"], r["lost"]))
+        w(last_line(r, per, days, o.sample_interval) + "\n")
         self.out.flush()
+
+
+def last_line(r, per, days, interval):
+    """The summary's last line: where this run's samples went and where its stored
+    records went (both sums balance), earlier runs' records it delivered, the queue's
+    figures, and what was lost in all."""
+    taken = ["stored %d" % r["stored"]]
+    for key, name in (("sensor_failed", "sensor-failed"), ("store_errors", "store errors"),
+                      ("cut_inflight", "cut mid-sample"), ("inflight_lost", "missing")):
+        if r.get(key):
+            taken.append("%s %d" % (name, r[key]))
+    stored = "uploaded %d + queued %d + dead-lettered %d + dropped %d + uncommitted at a " \
+             "power cut %d" % (r["uploaded"], r["queued"], r["dead"], r["dropped"],
+                               r["cut_uncommitted"])
+    if r["lost_stored"]:
+        stored += " + missing %d" % r["lost_stored"]
+    earlier = ""
+    if r.get("earlier_uploaded") or r.get("earlier_queued") or r.get("dead_earlier"):
+        earlier = "; earlier runs' records: uploaded %d, dead-lettered %d, still queued %d" % (
+            r.get("earlier_uploaded") or 0, r.get("dead_earlier") or 0,
+            r.get("earlier_queued") or 0)
+    return "sim: samples taken %d = %s; stored %d = %s%s; queue %s flash bytes/record, " \
+           "holds %s days at %g s; lost %d" % (r["samples"], " + ".join(taken), r["stored"],
+                                              stored, earlier, per, days, interval, r["lost"])
 
 
 def _get(d, *keys):
@@ -762,4 +1014,4 @@ def _hms(s):
 def main(argv=None):
     opts = parse_args(argv)
     r = Sim(opts).run()
-    return 1 if r["lost"] or r["duplicates"] or r["timestamp_errors"] else 0
+    return 1 if r["lost"] or r["hung"] or r["duplicates"] or r["timestamp_errors"] else 0

@@ -1,28 +1,41 @@
 """One boot of the simulated board: run under the MicroPython unix port by ``tools/sim``.
 
-Usage (tools/sim does this): ``micropython -X heapsize=4M sim_board.py BOOT.json`` with
+Usage (tools/sim does this): ``micropython -X heapsize=2M sim_board.py BOOT.json`` with
 MICROPYPATH = tools/sim/mp : tools/sim/device : <firmware dir> : lib : host_tests/fakes.
 
 It builds the world around the board from BOOT.json, then runs the firmware's ``boot.py``
 and ``main.py`` (from the firmware dir) as the board would:
 
-- the flash: ``FileFlash`` over ``<state-dir>/flash.img`` (write-through), LittleFS 2,
-  mounted at /flash and made the current directory (firmware paths are relative);
-  ``files`` from BOOT.json (config.json, the CA) are written into it first;
+- the flash, as a board flashed with the project's partition table has it (``esp32``
+  fake's ``Partition`` table): the ``vfs`` partition is ``FileFlash`` over
+  ``<state-dir>/flash.img`` (write-through), LittleFS 2, mounted at /flash and made the
+  current directory (firmware paths are relative); with ``tslog_kib`` the ``tslog`` raw
+  data partition is ``FileFlash`` over ``<state-dir>/tslog.img`` (the firmware opens it
+  with ``esp32.Partition.find``); ``files`` from BOOT.json (config.json, the CA) are
+  written into the filesystem first;
 - the I2C bus 0: an AM2320 and a BMP180 following ``sim_weather.Weather`` (or absent);
 - the Wi-Fi world (host_tests/fakes/network.py): the AP, scheduled outages, NTP failures;
-- ``machine``: reset cause and RTC memory from the previous boot.
+- ``machine``: reset cause and RTC memory from the previous boot;
+- the lockstep clock (tools/sim/mp/time.py): ``_thread`` is replaced in ``sys.modules``
+  so the firmware's threads are board threads; the run's end, the NTP schedule, the power
+  cut and the watchdog are clock timers, so each happens at its simulated instant (the
+  watchdog fires ``wdt_timeout_ms`` of simulated time after the last feed, as the chip's);
+- ``print`` writes each line whole under one lock (the unix port's ``print`` writes a line
+  in pieces, so two threads' lines could be spliced).
 
 It prints status lines ``@@SIM {json}`` (never the firmware itself) that tools/sim reads:
 ``{"ev": "boot"}`` once, ``{"ev": "st", ...}`` every ``status_ms`` (real ms) and at the
 end, and one of ``{"ev": "end"}`` (the run is over; exit 0), ``{"ev": "reset", "cause":
 N}`` (the firmware called machine.reset() or similar; exit 3: start the next boot),
-``{"ev": "wdt"}`` (the watchdog starved: tools/sim kills and restarts the board),
-``{"ev": "crash"}`` (an uncaught exception: the board sits at its REPL, as a real one).
+``{"ev": "wdt"}`` (the watchdog starved) or ``{"ev": "powercut"}`` (after which the board
+is frozen: tools/sim kills the process and starts the next boot), ``{"ev": "crash"}`` (an
+uncaught exception: the board sits at its REPL, as a real one).
 """
 
-import _thread
+import _thread  # the port's own: the simulator's threads are not board threads
+import builtins
 import gc
+import io
 import json
 import os
 import sys
@@ -33,27 +46,69 @@ from sim_flash import FileFlash
 from sim_vfs import LockedVfs
 from sim_weather import RampWeather, Weather, WeatherAM2320, WeatherBMP180
 
+import esp32
 import machine
 import network
 
 MOUNT = "/flash"
 EXIT_RESET = 3
+BOOT_MS = 1000  # reset or power-on to boot.py: ROM and second-stage bootloader, MicroPython
+# The partition table of a board flashed by the project (tools/partitions.csv): vfs
+# (LittleFS) at 0x200000 and, when the queue has its own partition, tslog after it.
+_VFS_ADDR = 0x200000
+_SUBTYPE_UNDEFINED = 0x06
 
 with open(sys.argv[1]) as _f:
     CONF = json.load(_f)
 
 _print_lock = _thread.allocate_lock()
+_halted = [False]  # the board stopped (power cut, watchdog): nothing more is printed
+_builtin_print = builtins.print
+
+
+def _write(text):
+    with _print_lock:
+        if not _halted[0]:
+            sys.stdout.write(text)
+
+
+def _print(*args, sep=" ", end="\n", file=None):
+    """``print`` for the firmware: one write per call, so threads never splice lines."""
+    if file is not None and file is not sys.stdout:
+        return _builtin_print(*args, sep=sep, end=end, file=file)
+    _write(sep.join([str(a) for a in args]) + end)
+
+
+def _thread_error(fn, e):
+    """An uncaught exception in a board thread, printed as the port prints it."""
+    buf = io.StringIO()
+    sys.print_exception(e, buf)
+    _write("Unhandled exception in thread started by %r\n%s" % (fn, buf.getvalue()))
 
 
 def emit(obj):
-    line = "@@SIM " + json.dumps(obj)
-    with _print_lock:
-        print(line)
+    _write("@@SIM " + json.dumps(obj) + "\n")
 
 
 # ---------------------------------------------------------------- flash
+def _partition(label, path, kib, addr):
+    dev = FileFlash(path, 4096, kib * 1024 // 4096)
+    t = esp32.Partition.table.get(label, (1, _SUBTYPE_UNDEFINED, addr, 0))
+    esp32.Partition.table[label] = (t[0], t[1], addr, 0)
+    esp32.Partition.attach(label, dev)
+    return dev
+
+
 def mount_flash():
-    dev = FileFlash(CONF["flash_img"], 4096, CONF.get("flash_blocks", 512))
+    """The vfs partition mounted at /flash, and the tslog partition's device (or None)."""
+    vfs_kib = CONF.get("vfs_kib", 2048)
+    tslog_kib = CONF.get("tslog_kib", 0)
+    dev = _partition("vfs", CONF["flash_img"], vfs_kib, _VFS_ADDR)
+    part = None
+    if tslog_kib:
+        part = _partition("tslog", CONF["tslog_img"], tslog_kib, _VFS_ADDR + vfs_kib * 1024)
+        if part.created:
+            print("sim: a blank %d KiB tslog data partition" % tslog_kib)
     lock = _thread.allocate_lock()  # the GIL the ESP32 port holds in every LittleFS call
     try:
         vfs.mount(LockedVfs(vfs.VfsLfs2(dev), lock), MOUNT)
@@ -71,7 +126,7 @@ def mount_flash():
             mode = "wb"
         with open(MOUNT + "/" + name, mode) as f:
             f.write(content)
-    return dev
+    return dev, part
 
 
 # ---------------------------------------------------------------- world
@@ -162,6 +217,7 @@ def status(w, ev="st"):
          "link": w.reachable(CONF.get("wifi", {}).get("ssid", ""))}
     a = _app()
     if a is not None:
+        s["symbol"] = getattr(a, "symbol", None)  # the ledger reads the store by it
         try:
             s.update(a.stats())
         except Exception as e:  # noqa: BLE001 - a status line must not kill the board
@@ -169,52 +225,122 @@ def status(w, ev="st"):
     return s
 
 
-def watcher(w, dev):
-    """Status lines, the NTP schedule, the watchdog and the power cut (a thread)."""
-    period = CONF.get("status_ms", 250)
-    ntp_at = CONF.get("ntp_fail_until_s", 0) * 1000
-    cut_at = CONF.get("power_cut_ms")
-    end_at = CONF["end_ms"]
+def watcher(w):
+    """Status lines every ``status_ms`` of real time, and the lockstep stall check (a
+    thread of the simulator, not of the board)."""
+    period = CONF.get("status_ms", 200)
     builtin = time._rt
-    while True:
-        if end_at is not None and time.sim_elapsed_ms() >= end_at:
-            end_at = None
-            if not stop_firmware():  # no stop hook: the next sleep raises SimEnd
-                time.sim_end_ms[0] = CONF["end_ms"]
-        nap = period if cut_at is None else min(period, 20)
-        if end_at is not None:  # stop the firmware close to the end, not up to `period` late
-            left = (end_at - time.sim_elapsed_ms()) / time.SPEED
-            nap = int(max(5, min(nap, left)))
-        builtin.sleep_ms(nap)
-        if cut_at is not None and time.sim_elapsed_ms() >= cut_at:
-            dev.powered = False  # from now on every flash access raises flash.PowerCut
-            emit(status(w, "cut"))
-            emit({"ev": "powercut", "v": time.sim_elapsed_ms()})
-            builtin.sleep_ms(100000)  # tools/sim kills the process now
-        if not w.ntp_ok and time.sim_elapsed_ms() >= ntp_at:
-            w.ntp_ok = True
-        wdt = machine.WDT.active
-        if wdt is not None and wdt.expired() and time.sim_elapsed_ms() < CONF["end_ms"]:
-            emit(status(w, "cut"))  # the hardware resets the chip now: nothing more runs
-            emit({"ev": "wdt", "v": time.sim_elapsed_ms(),
-                  "rtc_memory": bytes(machine.rtc_memory).hex(),
-                  "wall_offset_ms": time.wall_offset_ms()})
-            builtin.sleep_ms(100000)  # tools/sim kills the process now
+    while not _halted[0]:
+        builtin.sleep_ms(period)
+        msg = time.stall_check()
+        if msg:
+            print(msg)
         try:
-            emit(status(w))
+            st = status(w)
         except Exception as e:  # noqa: BLE001
-            emit({"ev": "st_error", "error": repr(e)})
+            st = {"ev": "st_error", "error": repr(e)}
+        emit(st)
+
+
+class Once:
+    """A clock timer that runs ``fn`` once at virtual ms ``at``."""
+
+    def __init__(self, at, fn):
+        self.at = at
+        self.fn = fn
+
+    def due(self):
+        return self.at
+
+    def fire(self):
+        self.at = None
+        self.fn()
+
+
+class Transitions:
+    """A clock timer every simulated second: a status line as soon as the Wi-Fi state or
+    the LED changes, so the run's transitions are dated to the second at any speed."""
+
+    def __init__(self, w):
+        self.w = w
+        self.at = time.sim_elapsed_ms()
+        self.seen = None
+
+    def due(self):
+        return self.at
+
+    def fire(self):
+        self.at += 1000
+        now = (_wifi(self.w), _led())
+        if now != self.seen:
+            self.seen = now
+            emit(status(self.w))
+
+
+class Watchdog:
+    """The chip's watchdog as a clock timer: it fires ``timeout`` ms of simulated time
+    after the last feed (``machine.WDT`` fake), before the run's end."""
+
+    def __init__(self, w):
+        self.w = w
+
+    def due(self):
+        wdt = machine.WDT.active
+        if wdt is None:
+            return None
+        left = time.ticks_diff(time.ticks_add(wdt.last_feed, wdt.timeout + 1), time.ticks_ms())
+        at = time.sim_elapsed_ms() + left
+        return at if at < CONF["end_ms"] else None
+
+    def fire(self):
+        halt(self.w, {"ev": "wdt", "v": time.sim_elapsed_ms(),
+                      "rtc_memory": bytes(machine.rtc_memory).hex(),
+                      "wall_offset_ms": time.wall_offset_ms()})
+
+
+def halt(w, ev, devs=()):
+    """The board stops here (watchdog reset, power cut): its figures, then nothing more."""
+    st = status(w, "cut")
+    for d in devs:
+        if d is not None:
+            d.powered = False  # from now on every flash access raises flash.PowerCut
+    with _print_lock:
+        _halted[0] = True
+        sys.stdout.write("@@SIM " + json.dumps(st) + "\n@@SIM " + json.dumps(ev) + "\n")
+    time.freeze()
+
+
+def end_of_run():
+    if not stop_firmware():  # no stop hook: the next sleep raises SimEnd
+        time.sim_end_ms[0] = CONF["end_ms"]
+
+
+def set_timers(w, devs):
+    now = time.sim_elapsed_ms()
+    time.add_timer(Once(CONF["end_ms"], end_of_run))
+    ntp_at = CONF.get("ntp_fail_until_s", 0) * 1000
+    if ntp_at > now:
+        time.add_timer(Once(ntp_at, lambda: setattr(w, "ntp_ok", True)))
+    cut_at = CONF.get("power_cut_ms")
+    if cut_at is not None:
+        time.add_timer(Once(cut_at, lambda: halt(
+            w, {"ev": "powercut", "v": time.sim_elapsed_ms()}, devs)))
+    time.add_timer(Watchdog(w))
+    time.add_timer(Transitions(w))
 
 
 # ---------------------------------------------------------------- the end
-def pending_queue(cfg_dir):
-    """Records still queued on flash: {"count", "first", "last", "last_seqn", "dead_seqs"}.
+def pending_queue(cfg_dir, part):
+    """Records still queued on flash: {"count", "first", "last", "last_seqn", "dead_seqs",
+    "usage"}.
 
     Read with a fresh TSReader from reader 0's committed cursor (records the sender had
     read but not yet confirmed are still queued), over the firmware's own TSLog object
-    when there is one (it knows the record layout), else a TSLog opened on ``cfg_dir``.
+    when there is one (it knows the record layout), else a TSLog opened on the tslog
+    partition ``part`` or the folder ``cfg_dir``.  ``usage``: the queue's ``usage()``
+    (records held, flash bytes they use, flash bytes in all) when it has one, else None.
     """
-    out = {"count": 0, "first": None, "last": None}
+    out = {"count": 0, "first": None, "last": None, "usage": None}
     try:
         import tslog
 
@@ -223,7 +349,17 @@ def pending_queue(cfg_dir):
         if log is None:
             import record
 
-            log = record.open_queue(cfg_dir, bucket_size=CONF.get("bucket_size", 1024))
+            where = cfg_dir
+            if part is not None:
+                where = esp32.Partition.find(esp32.Partition.TYPE_DATA, label="tslog")[0]
+            if hasattr(record, "open_queue"):  # the firmware's own queue set-up
+                log = record.open_queue(where, bucket_size=CONF.get("bucket_size", 1024))
+            else:
+                size = getattr(record, "QUEUE_RECORD_SIZE", None) or record.SIZE
+                log = tslog.TSLog(where, record_size=size,
+                                  bucket_size=CONF.get("bucket_size", 1024))
+        if hasattr(log, "usage"):
+            out["usage"] = list(log.usage())
         r = tslog.TSReader(log, 0)
         while True:
             rec = r.next_record()
@@ -263,7 +399,7 @@ def dead_seqs(path="data/dead.log"):
     return out
 
 
-def finish(w):
+def finish(w, part):
     a = _app()
     for name in ("sim_stop", "stop", "commit"):
         f = getattr(a, name, None) if a is not None else None
@@ -274,7 +410,8 @@ def finish(w):
                 print("sim: app.%s(): %r" % (name, e))
             break
     st = status(w, "final")
-    st["queue"] = pending_queue(CONF.get("tslog_dir", "data/q"))
+    st["queue"] = pending_queue(CONF.get("tslog_dir", "data/q"), part)
+    st["clock"] = time.stats
     emit(st)
     emit({"ev": "end", "v": time.sim_elapsed_ms()})
 
@@ -296,36 +433,43 @@ def run_file(name, g):
 
 
 def main():
-    dev = mount_flash()
+    dev, part = mount_flash()
     w = setup_world()
-    # The run ends by app.stop() (from the watcher); SimEnd is the fallback for firmware
+    builtins.print = _print
+    time.on_thread_error = _thread_error
+    sys.modules["_thread"] = time.thread_module()  # the firmware's threads: board threads
+    # The run ends by app.stop() (the end timer); SimEnd is the fallback for firmware
     # without that hook, or one that does not stop within 2 simulated minutes.
     time.sim_end_ms[0] = CONF["end_ms"] + 120000
     emit({"ev": "boot", "v": time.sim_elapsed_ms(), "reset_cause": machine.reset_cause()})
-    _thread.start_new_thread(watcher, (w, dev))
+    set_timers(w, (dev, part))
+    _thread.start_new_thread(watcher, (w,))
     g = _fw
     g["__name__"] = "__main__"
     try:
+        time.sleep_ms(BOOT_MS)
         run_file("boot.py", g)
         gc.collect()
         run_file("main.py", g)
         if time.sim_elapsed_ms() >= CONF["end_ms"]:  # stopped by stop_firmware()
-            finish(w)
+            finish(w, part)
             return 0
         # main.py returned: a board would sit at the REPL.
         emit({"ev": "crash", "v": time.sim_elapsed_ms(), "error": "main.py returned"})
     except time.SimEnd:
-        finish(w)
+        finish(w, part)
         return 0
     except machine.Reset as e:
         if time.sim_elapsed_ms() >= CONF["end_ms"]:
-            finish(w)
+            finish(w, part)
             return 0
         emit(status(w, "final"))  # the figures as the reset left them (after app.shutdown)
         save_rtc(e.cause)
         return EXIT_RESET
     except Exception as e:  # noqa: BLE001 - what a board prints before its REPL prompt
-        sys.print_exception(e)
+        buf = io.StringIO()
+        sys.print_exception(e, buf)
+        _write(buf.getvalue())
         emit({"ev": "crash", "v": time.sim_elapsed_ms(), "error": repr(e)})
     # At the REPL: nothing runs; the watchdog (if armed) resets the board, else the run ends.
     try:
@@ -333,7 +477,7 @@ def main():
             time.sleep_ms(1000)
     except time.SimEnd:
         pass
-    finish(w)
+    finish(w, part)
     return 0
 
 

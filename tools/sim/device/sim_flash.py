@@ -9,6 +9,15 @@ run mounts it again like a reboot.  Runs under the MicroPython unix port (board.
 
 import flash
 
+_ERASED = {}
+
+
+def _erased(n):
+    e = _ERASED.get(n)
+    if e is None:
+        e = _ERASED[n] = b"\xff" * n
+    return e
+
 
 class FileFlash(flash.FlashBlockDevice):
     def __init__(self, path, block_size=4096, block_count=512):
@@ -60,13 +69,16 @@ class FileFlash(flash.FlashBlockDevice):
         old = memoryview(self._buf)[:n] if n <= len(self._buf) else bytearray(n)
         self._f.seek(addr)
         self._f.readinto(old)
-        new = bytearray(n)
-        for i in range(n):
-            o = old[i]
-            b = buf[i]
-            if self.nor and (b & ~o) & 0xFF:
-                raise OSError(5, "NOR program over unerased bits at 0x%x" % (addr + i))
-            new[i] = o & b
+        if old == _erased(n):  # the usual case: programming erased flash
+            new = buf if n == len(buf) else memoryview(buf)[:n]
+        else:
+            new = bytearray(n)
+            for i in range(n):
+                o = old[i]
+                b = buf[i]
+                if self.nor and (b & ~o) & 0xFF:
+                    raise OSError(5, "NOR program over unerased bits at 0x%x" % (addr + i))
+                new[i] = o & b
         self._f.seek(addr)
         self._f.write(new)
         self._f.flush()

@@ -3,8 +3,16 @@
 While the fake ``network.world`` says the station is offline, the network behaves as it
 does on an ESP32 whose Wi-Fi is down: ``getaddrinfo`` fails (lwIP's -202), ``connect``
 fails with EHOSTUNREACH, and I/O on an open connection stalls until the socket's timeout
-and then fails with ETIMEDOUT (the peer is unreachable, nothing is answered).  The sockets
-are ``io.IOBase`` streams, so ``ssl.wrap_socket`` runs TLS over them unchanged.
+(in simulated time) and then fails with ETIMEDOUT (the peer is unreachable, nothing is
+answered).  The sockets are ``io.IOBase`` streams, so ``ssl.wrap_socket`` runs TLS over
+them unchanged.
+
+Under the lockstep clock (tools/sim/mp/time.py) a thread blocked in a host socket call
+counts as running: the simulated clock stands still until the real server answers, so
+the answer takes no simulated time, however long the host takes to produce it.  A server
+that does not answer within the socket's timeout *in real time* (at least 2 s) is taken
+as silent: the call then also lets the timeout pass in simulated time and fails with
+ETIMEDOUT, as on the board.
 """
 
 import io
@@ -24,9 +32,10 @@ for _n in dir(_s):
         globals()[_n] = getattr(_s, _n)
 
 _EHOSTUNREACH = 113
-_ETIMEDOUT = 116
+_ETIMEDOUT = 116  # lwIP's, as the board reports it
+_HOST_TIMEOUTS = (110, 11)  # the unix port's: ETIMEDOUT (read, readline), EAGAIN (recv)
 _EAI_FAIL = -202
-stats = {"refused_offline": 0, "stalled_offline": 0}
+stats = {"refused_offline": 0, "stalled_offline": 0, "timed_out": 0}
 
 
 def online():
@@ -60,12 +69,22 @@ class socket(io.IOBase):
         raise OSError(_ETIMEDOUT)
 
     def settimeout(self, t):
-        """``t`` in virtual seconds; the host socket waits t / speed (at least 2 s real, so
-        a busy host does not turn into network timeouts)."""
+        """``t`` in simulated seconds; the host socket waits as long in real time (at
+        least 2 s, so a busy host does not turn into network timeouts)."""
         self._timeout = t
         if t is not None and t > 0:
-            t = max(t / time.SPEED, 2.0)
+            t = max(t, 2.0)
         self._s.settimeout(t)
+
+    def _host(self, fn, *args):
+        """A host socket call; a real timeout also takes the timeout in simulated time."""
+        try:
+            return fn(*args)
+        except OSError as e:
+            if self._timeout and e.args and e.args[0] in _HOST_TIMEOUTS:
+                stats["timed_out"] += 1
+                time.sleep(self._timeout)
+            raise
 
     def setblocking(self, flag):
         self.settimeout(None if flag else 0)
@@ -89,7 +108,7 @@ class socket(io.IOBase):
         if not online():
             stats["refused_offline"] += 1
             raise OSError(_EHOSTUNREACH)
-        return self._s.connect(addr)
+        return self._host(self._s.connect, addr)
 
     def _io(self):
         if not online():
@@ -97,31 +116,32 @@ class socket(io.IOBase):
 
     def send(self, buf):
         self._io()
-        return self._s.send(buf)
+        return self._host(self._s.send, buf)
 
     def sendall(self, buf):
         self._io()
-        return self._s.sendall(buf)
+        return self._host(self._s.sendall, buf)
 
     def write(self, buf):
         self._io()
-        return self._s.write(buf)
+        return self._host(self._s.write, buf)
 
     def recv(self, n):
         self._io()
-        return self._s.recv(n)
+        return self._host(self._s.recv, n)
 
     def read(self, n=-1):
         self._io()
-        return self._s.read(n) if n >= 0 else self._s.read()
+        return self._host(self._s.read, n) if n >= 0 else self._host(self._s.read)
 
     def readinto(self, buf, n=-1):
         self._io()
-        return self._s.readinto(buf) if n < 0 else self._s.readinto(buf, n)
+        return self._host(self._s.readinto, buf) if n < 0 else \
+            self._host(self._s.readinto, buf, n)
 
     def readline(self, *args):
         self._io()
-        return self._s.readline(*args)
+        return self._host(self._s.readline, *args)
 
     def ioctl(self, req, arg):
         """The stream protocol, as ssl (mbedTLS) calls it on the wrapped socket."""
