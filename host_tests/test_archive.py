@@ -13,6 +13,7 @@ import time
 
 import archive
 import record
+import recordcsv
 import support
 import test_schema
 
@@ -52,7 +53,7 @@ def _csv_files(base):
 
 def _check(base, n, header=None):
     """Every seqn 1..n exactly once, on a whole line of its UTC day's file."""
-    header = header or ",".join(record.csv_columns())
+    header = header or ",".join(recordcsv.csv_columns())
     seen = []
     for p in _csv_files(base):
         with open(p) as f:
@@ -208,9 +209,9 @@ class _File:
 
 def test_removal_mid_write_sweep_no_duplicate_or_missing_line():
     n = 30
-    header = ",".join(record.csv_columns())
-    line = len(record.csv_line(10, record.decode(record.encode(
-        T0, _vals(10), 1, record.FLAG_UTC)), record.csv_columns())) + 1
+    header = ",".join(recordcsv.csv_columns())
+    line = len(recordcsv.csv_line(10, record.decode(record.encode(
+        T0, _vals(10), 1, record.FLAG_UTC)), recordcsv.csv_columns())) + 1
     total = 3 * (len(header) + 1) + n * line  # about the bytes the archive writes
     repaired = skipped = 0
     for budget in range(0, total, 37):

@@ -142,10 +142,9 @@ def test_dump_csv_header_and_rows():
 
 def test_dump_mixed_layouts_and_nulls():
     _, log = _build(2)
-    nan = float("nan")
-    try:  # a v1 record (firmware 1.0) with NaNs, then the example update's v3
-        log.store_record(record.encode(T0 + 8000, (nan, nan, 21.25, 101325.0, 12.5, 1, 2), 3,
-                                       record.FLAG_UTC, version=1))
+    try:  # a v2 record with the BMP180 failed, then the example update's v3
+        log.store_record(record.encode(T0 + 8000, _vals(1), 3,
+                                       record.FLAG_UTC | record.FLAG_NO_BMP))
         record.register(test_schema._v3(), current=True)
         log.store_record(record.encode(T0 + 10000, _vals(0) + (92, 3700), 3,
                                        record.FLAG_UTC | record.FLAG_NO_AM))
@@ -154,9 +153,9 @@ def test_dump_mixed_layouts_and_nulls():
         assert console.dump(writer=out) == 4
         head = out.lines[0].split(",")
         assert head[-2:] == ["dew_point", "battery_mv"]
-        v2, v1, v3 = (out.lines[i].split(",") for i in (2, 3, 4))
+        v2, v2b, v3 = (out.lines[i].split(",") for i in (2, 3, 4))
         assert v2[-1] == v2[-2] == "" and v2[5] == "2"
-        assert v1[5] == "1" and v1[6] == v1[7] == "" and v1[8] == "21.25"
+        assert v2b[5] == "2" and v2b[6] == "20.1" and v2b[8] == v2b[9] == v2b[10] == ""
         assert v3[-2:] == ["9.2", "3700"] and v3[5] == "3" and v3[6] == "" and v3[7] == ""
         assert "dew_point=9.2" in console.line_of(4, console.tail(1)[0][1])
         assert "am2320_temp=- " in console.line_of(4, console.tail(1)[0][1])

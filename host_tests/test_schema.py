@@ -1,6 +1,7 @@
 """Schema evolution: records queued before a firmware update stay readable and uploadable
-after the update adds a layout (both interpreters). The queue holds v1 records (firmware
-1.0: floats), v2 records (today's firmware: integers) and the example update's v3."""
+after the update adds a layout (both interpreters): v2 records (today's firmware) and the
+example update's v3 in one queue. (Firmware 1.0's v1 records are turned into v2 when its
+queue is moved: host_tests/test_oldqueue.py.)"""
 
 import json
 import time
@@ -16,10 +17,6 @@ T0 = 1700000000000
 # The example update: two more values before boot/flags (dew point, battery voltage).
 V3_FIELDS = record.V2.fields[:7] + ("dew_point", "battery_mv", "boot", "flags")
 V3_FORMAT = "<qhHhiIIhHHB"
-
-
-def _v1_values(i):
-    return (20.0 + i, 50.5, 21.25, 101325.0 + i, 12.5, 1000 + i, 90000 - i)
 
 
 def _v2_values(i):
@@ -52,16 +49,6 @@ def _queue(folder):
                        commit_delta=4, time_of=record.time_of, codec=record.CODEC)
 
 
-def test_v1_is_unchanged_and_versionless():
-    buf = record.encode(T0, _v1_values(0), 3, record.FLAG_UTC, version=1)
-    assert len(buf) == record.SIZE == 39 and buf[-1] == record.FLAG_UTC  # version bits 0
-    assert record.decode(buf) == (T0,) + _v1_values(0) + (3, record.FLAG_UTC)
-    assert record.layout_of(buf) is record.V1 and record.V1.values == record.SENSOR_FIELDS
-    assert record.V1.floats[1:8] == (True,) * 5 + (False,) * 2
-    assert record.time_of(buf) == T0
-    assert record.time_of(record.encode(5000, _v1_values(0), 3, 0, version=1)) is None
-
-
 def test_decode_refuses_unknown_layout_and_wrong_length():
     buf = bytearray(record.encode(T0, _v2_values(0), 3, record.FLAG_UTC))
     buf[-1] |= 7 << 5  # v8: not registered
@@ -91,13 +78,10 @@ def test_register_rules():
         _restore()
 
 
-def test_write_v1_v2_update_to_v3_read_and_upload_all():
+def test_write_v2_update_to_v3_read_and_upload_all():
     d = support.tmpdir("schema")
     log = _queue(d)
-    for i in range(3):  # records moved over from firmware 1.0's queue
-        log.store_record(record.encode(T0 + i * 2000, _v1_values(i), 1, record.FLAG_UTC,
-                                       version=1))
-    for i in range(3, 5):  # today's firmware
+    for i in range(5):  # today's firmware
         log.store_record(record.encode(T0 + i * 2000, _v2_values(i), 1, record.FLAG_UTC))
     log.close()
     try:
@@ -116,8 +100,7 @@ def test_write_v1_v2_update_to_v3_read_and_upload_all():
                 break
             rec = record.decode(raw)
             seen.append((r.seqn, record.layout_of(rec).version, rec))
-        assert [s[1] for s in seen] == [1] * 3 + [2] * 2 + [3] * 4
-        assert seen[0][2] == (T0,) + _v1_values(0) + (1, record.FLAG_UTC)
+        assert [s[1] for s in seen] == [2] * 5 + [3] * 4
         assert seen[3][2] == (T0 + 3 * 2000,) + _v2_values(3) + (1, record.FLAG_UTC | 1 << 5)
         assert seen[5][2][7:9] == (100, 3750) and seen[5][2][-2] == 2
         assert record.timestamp_of(seen[8][2]) == T0 + 8 * 2000
@@ -143,11 +126,11 @@ def test_write_v1_v2_update_to_v3_read_and_upload_all():
         assert m7["timestamp"] == record.iso_utc(T0 + 6 * 2000)
         for m in srv.stored.values():
             assert "boot" not in m and "flags" not in m and "heap" not in m
-        # a v1 message is byte-for-byte what the v1 sender produced
+        # a v2 message: the fields firmware 1.0 sent, in its order, the readings exact
         expect = ('{"$type":"weather_record","symbol":"esp2462","timestamp":"%s","seq":1,'
-                  '"am2320_temp":20,"am2320_humidity":50.5,"bmp180_temp":21.25,'
-                  '"bmp180_pressure":101325,"bmp180_altitude":12.5,"mem_used":1000,'
-                  '"mem_free":90000}' % record.iso_utc(T0))
+                  '"am2320_temp":20.0,"am2320_humidity":50.5,"bmp180_temp":21.2,'
+                  '"bmp180_pressure":101325,"bmp180_altitude":%s,"mem_used":1000,'
+                  '"mem_free":90000}' % (record.iso_utc(T0), "%.7g" % record.altitude_m(101325)))
         assert snd.message(1, seen[0][2]) == expect
         assert json.loads(snd.message(6, seen[5][2]))["dew_point"] == 10.0
         log.close()

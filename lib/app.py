@@ -290,8 +290,8 @@ class App:
             if after:
                 q.skip_to(after)  # a new queue's seqns never repeat the old one's
         if not isinstance(where, str) and _is_old(folder):  # updated, then given the table
-            import tslog_v1
-            tslog_v1.migrate(tslog_v1.open_old(folder), q, self._log)
+            import oldqueue
+            oldqueue.migrate(oldqueue.open_old(folder), q, self._log)
             _rmtree(folder)
         return q
 
@@ -299,11 +299,11 @@ class App:
         """Move a queue of TSLog's first format at ``where`` into a new one (there). In a
         folder: the new queue is built beside it and renamed in (``_finish_move`` ends a
         move a power cut interrupted); on a partition: through a folder, then back."""
-        import tslog_v1
-        old = tslog_v1.open_old(where)
+        import oldqueue
+        old = oldqueue.open_old(where)
         tmp = folder + ".new"
         new = record.open_queue(tmp, recreate=True, **kw)
-        tslog_v1.migrate(old, new, self._log)
+        oldqueue.migrate(old, new, self._log)
         new.close()
         if not isinstance(where, str):
             return self._copy_back(where, tmp, kw)
@@ -315,9 +315,9 @@ class App:
     def _copy_back(self, part, tmp, kw):
         """Recreate the queue on partition ``part`` from the complete queue in folder
         ``tmp`` (same seqns and cursors), then remove the folder."""
-        import tslog_v1
+        import oldqueue
         q = record.open_queue(part, recreate=True, **kw)
-        tslog_v1.copy(record.open_queue(tmp, **kw), q, self._log)
+        oldqueue.copy(record.open_queue(tmp, **kw), q, self._log)
         _rmtree(tmp)
         return q
 

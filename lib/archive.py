@@ -2,7 +2,7 @@
 
 A second TSLog reader (the uploader has its own) walks the queue; each record becomes one
 line of ``<base>/YYYY/MM/DD.csv`` (UTC date of the record), whose first line is the CSV
-header of ``record.csv_columns()`` (the same columns as ``console.dump``).  Turned on by
+header of ``recordcsv.csv_columns()`` (the same columns as ``console.dump``).  Turned on by
 the config key ``sd_mount`` (the card's mount point, e.g. ``"/sd"``; ``""`` = off).
 
 Exactly once, across card removal, re-insertion and power cuts:
@@ -34,6 +34,7 @@ import os
 import time
 
 import record
+import recordcsv
 from fsutil import makedirs
 from micropython import const
 
@@ -312,7 +313,7 @@ class Archive:
 
     def _copy(self):
         rd = self._reader
-        cols = record.csv_columns()
+        cols = recordcsv.csv_columns()
         header = ",".join(cols)
         f = None
         fpath = None
@@ -362,7 +363,7 @@ class Archive:
                     continue
                 if f is None:
                     f = self._open(path, header)
-                f.write(record.csv_line(seqn, rec, cols, self._epochs))
+                f.write(recordcsv.csv_line(seqn, rec, cols, self._epochs))
                 f.write("\n")
                 self._last[path] = seqn
                 self.written += 1

@@ -40,6 +40,7 @@ import sys
 import time
 
 import record
+import recordcsv
 import tslog
 
 _parts = {}  # what the firmware attached: see attach()
@@ -188,21 +189,9 @@ def _epochs():
 
 # ---------------------------------------------------------------- reading
 def _scan(log, first_seqn):
-    """(seqn, raw) of every committed record from ``first_seqn`` on, via a private reader
-    whose cursor is never committed."""
-    with _lock():
-        r = tslog.TSReader(log, 0)
-        r.seqn = first_seqn - 1 if first_seqn > 0 else 0
-    try:
-        while True:
-            with _lock():
-                raw = r.next_record()
-                seqn = r.seqn
-            if raw is None:
-                return
-            yield seqn, raw
-    finally:
-        r.close()
+    """(seqn, raw) of every committed record from ``first_seqn`` on (no reader's cursor
+    moves)."""
+    return _locked(log.records, max(first_seqn, 1))
 
 
 def _locked(make, *args):
@@ -221,7 +210,7 @@ def _locked(make, *args):
 
 def _raw_between(log, t0, t1):
     """(seqn, raw) of the records with ``t0 <= time < t1`` (UTC ms)."""
-    if hasattr(log, "between") and getattr(log, "time_of", True) is not None:
+    if log.time_of is not None:
         yield from _locked(log.between, t0, t1)
         return
     for seqn, raw in _scan(log, 0):  # no time index: a full scan
@@ -231,10 +220,7 @@ def _raw_between(log, t0, t1):
 
 
 def _raw_tail(log, n):
-    if hasattr(log, "tail"):
-        yield from _locked(log.tail, n)
-        return
-    yield from _scan(log, log.committed_seqn - n + 1)
+    return _locked(log.tail, n)
 
 
 def _source(log, t0, t1):
@@ -333,13 +319,13 @@ def dump(writer=print, since=None, until=None):
     if log is None:
         _nolog()
         return 0
-    cols = record.csv_columns()
+    cols = recordcsv.csv_columns()
     writer(",".join(cols))
     epochs = _epochs()
     count = 0
     for seqn, raw in _source(log, since, until):
         try:
-            writer(record.csv_line(seqn, record.decode(raw), cols, epochs))
+            writer(recordcsv.csv_line(seqn, record.decode(raw), cols, epochs))
         except ValueError:
             continue  # a layout this firmware does not know: not in the CSV
         count += 1
@@ -363,23 +349,7 @@ def erase(confirm=None):
         print("Sequence numbers continue after it. To do it: console.erase(confirm=\"ERASE\")")
         return False
     with _lock():
-        own = getattr(log, "erase", None)
-        if own is not None:
-            own()
-        else:
-            last = log.commit()
-            for n in range(log.nreaders):
-                r = log.reader(n)
-                r.seqn = last
-                r.commit()
-                r.close()
-            # Every bucket is now consumed: start an empty one named last + 1 (so seqns
-            # continue after a reboot too) and drop the older ones.
-            bks = log._buckets
-            if not (bks and bks[-1] == last + 1):
-                log._new_bucket(last + 1)
-            while len(log._buckets) > 1:
-                log._drop_oldest()
+        log.erase()
     print("log erased; the next record gets seqn %d" % (log.last_seqn + 1))
     return True
 
@@ -452,7 +422,7 @@ def status():
             lags = []
             for n in range(log.nreaders):
                 lags.append(last - log.reader(n).seqn)
-            st["buckets"] = log.buckets() if hasattr(log, "buckets") else len(log._buckets)
+            st["buckets"] = log.buckets()
             st["free_records"] = log.free()
         st["last_seqn"] = last
         st["reader_lag"] = lags

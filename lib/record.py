@@ -22,9 +22,9 @@ readings with their decimals (``21.5``, ``48.2``, ``21.8``, ``100231``),
 failed (or an AM2320 resting inside its 2 s, ``FLAG_AM_REST``) is stored with its null
 flag set and sent as JSON ``null``.
 
-Layout v1 (``V1``, 39 bytes: the five readings as float32, ``mem_used``, ``mem_free``)
-was written by firmware 1.0; its records stay readable and are sent as they were (a
-failed reading is a NaN there).
+Layout v1 (39 bytes: the five readings as float32, ``mem_used``, ``mem_free``) was
+written by firmware 1.0; an update moves its queue into the current one and turns each
+v1 record into v2 (lib/oldqueue.py), so this firmware reads v2 only.
 
 Layouts (schema evolution, A2WH's self-describing record types made compact):
 
@@ -74,43 +74,35 @@ I_FLAGS = const(-1)
 QUEUE_RECORD_SIZE = const(48)  # TSLog record_size of the queue: the largest layout plus room
 SEA_LEVEL_PA = const(101325)  # the pressure bmp180_altitude is reckoned from
 
-# How a sent value is made from a record (Layout.texts): a float field, an integer field
-# with decimals, an altitude from a pressure field, a difference of two fields.
-_FLOAT = const(0)
-_FIXED = const(1)
-_ALT = const(2)
-_DIFF = const(3)
+# How a sent value is made from a record (Layout.texts): an integer field with
+# decimals, an altitude from a pressure field, a difference of two fields.
+_FIXED = const(0)
+_ALT = const(1)
+_DIFF = const(2)
 
 
 class Layout:
-    """One record layout: ``version`` (1..8), ``format`` (struct, little endian),
-    ``fields`` (names in order: ``time_ms``, the values, ``boot``, ``flags``).
+    """One record layout: ``version`` (1..8), ``format`` (struct, little endian, integer
+    fields), ``fields`` (names in order: ``time_ms``, the values, ``boot``, ``flags``).
 
     Optional, per stored field name: ``decimals`` (an integer in units of
     10**-decimals), ``nulls`` (the flag bit that marks it null), ``rare`` (names that
     seldom change: one bit a record in the queue), ``derived`` ({sent name: (kind,
     source names)}, see ``V2``) and ``send`` (the sent names in order; default: every
-    value field). ``values``: the names sent to the server; ``floats``: per field, True
-    for a float (``f``/``d``/``e``) and False for an integer.
+    value field). ``values``: the names sent to the server.
     """
 
     def __init__(self, version, format, fields, decimals=None, nulls=None, rare=(),
                  derived=None, send=None):
-        if not 1 <= version <= MAX_VERSION:
-            raise ValueError("layout version must be 1..%d" % MAX_VERSION)
         codes = [c for c in format if c not in "<>=!@ "]
-        if (len(codes) != len(fields) or codes[0] != "q" or codes[-2:] != ["H", "B"]
-                or tuple(fields[:1]) != ("time_ms",) or tuple(fields[-2:]) != ("boot", "flags")):
-            raise ValueError("layout v%d: one code per field, time_ms q first, boot H and "
-                             "flags B last" % version)
+        if (not 1 <= version <= MAX_VERSION or len(codes) != len(fields)
+                or codes[0] != "q" or codes[-2:] != ["H", "B"] or fields[0] != "time_ms"
+                or tuple(fields[-2:]) != ("boot", "flags")):
+            raise ValueError("layout v%d: time_ms q first, boot H, flags B last" % version)
         self.version = version
         self.format = format
         self.fields = tuple(fields)
-        self.floats = tuple(c in "fde" for c in codes)
         self.size = struct.calcsize(format)
-        decimals = decimals or {}
-        nulls = nulls or {}
-        derived = derived or {}
         self.values = tuple(send) if send else self.fields[1:-2]
         decimals = decimals or {}
         nulls = nulls or {}
@@ -118,19 +110,13 @@ class Layout:
         ix = self.fields.index
         sent = []  # per sent value: (how, field index, decimals or 2nd field index, null bit)
         for name in self.values:
-            how, src = derived.get(name, (None, (name,)))
+            how, src = derived.get(name, (_FIXED, (name,)))
             a = ix(src[0])
-            if how is not None:
-                b = ix(src[1]) if len(src) > 1 else 0
-            elif self.floats[a]:
-                how, b = _FLOAT, 0
-            else:
-                how, b = _FIXED, decimals.get(name, 0)
+            b = decimals.get(name, 0) if how == _FIXED else ix(src[1]) if len(src) > 1 else 0
             sent.append((how, a, b, nulls.get(src[0], 0)))
         self._sent = tuple(sent)
         self.nulls = tuple(nulls.get(f, 0) for f in self.fields)
-        self.kinds = "t" + "".join("r" if f in rare else "f" if fl else "d" for f, fl in zip(
-            self.fields[1:-2], self.floats[1:-2])) + "rF"
+        self.kinds = "t" + "".join("r" if f in rare else "d" for f in self.fields[1:-2]) + "rF"
 
     def texts(self, rec):
         """Generator of (name, text) of the sent values of decoded record ``rec``; text
@@ -141,22 +127,16 @@ class Layout:
             v = rec[a]
             if flags & null:
                 t = None
-            elif how == _FIXED:
-                if b:
-                    q, r = divmod(abs(v), 10 ** b)
-                    t = "%s%d.%0*d" % ("-" if v < 0 else "", q, b, r)
-                else:
-                    t = "%d" % v
             elif how == _DIFF:
                 t = "%d" % (v - rec[b])
+            elif how == _ALT:
+                t = "%.7g" % altitude_m(v) if v > 0 else None
+            elif b:
+                q, r = divmod(abs(v), 10 ** b)
+                t = "%s%d.%0*d" % ("-" if v < 0 else "", q, b, r)
             else:
-                if how == _ALT:
-                    v = altitude_m(v)
-                t = None if v != v or v in (_INF, -_INF) else "%.7g" % v
+                t = "%d" % v
             yield self.values[j], t
-
-
-_INF = float("inf")
 
 
 def altitude_m(pressure_pa, sea_level_pa=SEA_LEVEL_PA):
@@ -166,16 +146,10 @@ def altitude_m(pressure_pa, sea_level_pa=SEA_LEVEL_PA):
     return 44330.0 * (1.0 - (pressure_pa / sea_level_pa) ** (1 / 5.255))
 
 
+# The values sent to the server, in order (what firmware 1.0's layout v1 sent too).
+SENSOR_FIELDS = ("am2320_temp", "am2320_humidity", "bmp180_temp", "bmp180_pressure",
+                 "bmp180_altitude", "mem_used", "mem_free")
 
-FORMAT = "<qfffffIIHB"
-SIZE = struct.calcsize(FORMAT)
-FIELDS = ("time_ms", "am2320_temp", "am2320_humidity", "bmp180_temp", "bmp180_pressure",
-          "bmp180_altitude", "mem_used", "mem_free", "boot", "flags")
-# The sensor/memory values sent to the server, in order (every layout so far sends these).
-SENSOR_FIELDS = FIELDS[1:8]
-FLOAT_FIELDS = 5  # v1: FIELDS[1:6] are floats, FIELDS[6:8] integers
-
-V1 = Layout(1, FORMAT, FIELDS)
 V2 = Layout(2, "<qhHhiIIHB",
             ("time_ms", "am2320_temp", "am2320_humidity", "bmp180_temp", "bmp180_pressure",
              "mem_used", "heap", "boot", "flags"),
@@ -223,7 +197,6 @@ def register(layout, current=False):
     return layout
 
 
-register(V1)
 register(V2)
 
 
@@ -240,7 +213,7 @@ def layout_of(rec):
 def encode(time_ms, values, boot, flags, version=None):
     """Pack one sample with layout ``version`` (default ``CURRENT``); ``values`` are its
     stored value fields in order (v2: am2320_temp, am2320_humidity, bmp180_temp,
-    bmp180_pressure, mem_used, heap; v1: the 7 SENSOR_FIELDS). A field nulled by
+    bmp180_pressure, mem_used, heap). A field nulled by
     ``flags`` is stored as 0 whatever is given for it."""
     lay = LAYOUTS[version or CURRENT]
     n = len(lay.fields) - 3
@@ -334,42 +307,3 @@ def iso_utc(ms):
         y, mo, d = _civil(days)
         day = _day = (days, "%04d-%02d-%02dT" % (y, mo, d))
     return "%s%02d:%02d:%02d.%03dZ" % (day[1], sod // 3600, (sod // 60) % 60, sod % 60, milli)
-
-
-# ---------------------------------------------------------------- CSV (console, archive)
-def csv_columns():
-    """CSV columns: seq, utc, the raw time_ms/boot/flags, layout, then the union of every
-    registered layout's values (a record leaves other layouts' columns empty)."""
-    cols = ["seq", "utc", "time_ms", "boot", "flags", "layout"]
-    for v in sorted(LAYOUTS):
-        for name in LAYOUTS[v].values:
-            if name not in cols:
-                cols.append(name)
-    return cols
-
-
-def csv_line(seqn, rec, cols, boot_epochs=None):
-    """One CSV line (no newline) of decoded record ``rec`` for the columns ``cols``; a
-    value whose name is not in ``cols`` is left out, a column the layout lacks is empty,
-    a null (failed reading) is empty."""
-    lay = layout_of(rec)
-    ts = timestamp_of(rec, boot_epochs)
-    out = ["%d" % seqn, iso_utc(ts) if ts is not None else "", "%d" % rec[0],
-           "%d" % rec[-2], "%d" % (rec[-1] & FLAG_MASK), "%d" % lay.version]
-    n = len(cols) - 6
-    cells = [""] * n
-    k = 0
-    for name, text in lay.texts(rec):
-        if k < n and cols[6 + k] == name:  # the usual case: the columns are this layout's
-            i = k
-        else:
-            i = -1
-            for c in range(n):
-                if cols[6 + c] == name:
-                    i = c
-                    break
-        k += 1
-        if i >= 0 and text is not None:
-            cells[i] = text
-    out.extend(cells)
-    return ",".join(out)

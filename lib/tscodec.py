@@ -8,14 +8,14 @@ which starts from nothing. So a reader decodes a bucket from its start, and a to
 lost frame can only take the frames after it in its own bucket. (A log without a codec
 keeps its records as they are: ``tslog_plain.Plain``.)
 
-``Delta(schemas, select)`` is for records made of ``struct`` fields (little endian), one
+``Delta(schemas, select)`` is for records made of integer ``struct`` fields (little
+endian, ``bBhHiIlLqQ``), one
 *schema* per record layout: ``(format, kinds, nulls)``, ``kinds`` one letter per field:
 
 * ``t``: a timestamp: delta of delta from the records before (0 at a fixed interval);
 * ``d``: a value: delta from the previous record's value of that field;
 * ``r``: rarely changes (a boot counter, a heap size): one bit per record covers every
   ``r`` field and the flags byte when none of them changed;
-* ``f``: a float, stored as its bits;
 * ``F``: the flags byte (last field, ``B``), from which ``select(flags) -> key`` tells the
   record's layout (several layouts can share one log).
 
@@ -27,7 +27,7 @@ Residuals are zigzag mapped and Rice coded with a per-field parameter that follo
 mean of the recent residuals (as in LOCO-I/JPEG-LS), so no table is stored; a residual
 too large for it is escaped (20 ones, 7-bit length, its bits). A *key record* (the first
 of a key frame, or the first of another layout) carries its layout's descriptor (field
-count, then per field its struct code, kind and null bit: 11 bits) and its fields' bits
+count, then per field its struct code, kind and null bit: 10 bits) and its fields' bits
 as they are, so a frame decodes without the writer's schemas: a firmware that does not
 know a layout still reads its records back byte for byte (and its uploader then sets
 them aside, as ``record.decode`` refuses an unknown layout). On the firmware's weather
@@ -40,11 +40,11 @@ from micropython import const
 
 _ESC = const(20)  # a Rice quotient this long is an escape: 7-bit length, then the bits
 _HALVE = const(32)  # the Rice statistics forget half their past every this many records
-_CODES = "bBhHiIlLqQfd"  # struct codes a schema may use (4 bits each in a descriptor)
-_WIDTH = b"\x08\x08\x10\x10\x20\x20\x20\x20\x40\x40\x20\x40"  # their widths in bits
-_KINDS = "tdrfF"
-# A schema is a tuple: struct format with floats as their bits, size, kinds, widths,
-# signed, null bits, indexes of the r fields, index of the F field (-1: none), descriptor.
+_CODES = "bBhHiIlLqQ"  # struct codes a schema may use (4 bits each in a descriptor)
+_WIDTH = b"\x08\x08\x10\x10\x20\x20\x20\x20\x40\x40"  # their widths in bits
+_KINDS = "tdrF"
+# A schema is a tuple: struct format, size, kinds, widths, signed, null bits, indexes of
+# the r fields, index of the F field (-1: none), descriptor.
 _BITS = const(0)
 _SIZE = const(1)
 _KIND = const(2)
@@ -61,25 +61,23 @@ def schema(fmt, kinds, nulls=None):
     codes = [c for c in fmt if c not in "<>=!@ "]
     n = len(codes)
     nulls = tuple(nulls) if nulls else (0,) * n
+    if len(kinds) != n or len(nulls) != n or n > 31:
+        raise ValueError("schema %r" % fmt)
     desc = [n]
     for i in range(n):
         c = _CODES.find(codes[i])
-        k = _KINDS.find(kinds[i]) if i < len(kinds) else -1
-        b = nulls[i] if i < len(nulls) else 3
-        if c < 0 or k < 0 or (k == 3) != (c > 9) or b & (b - 1) or b > 128 or n > 31 or (
-                k == 4 and (i < n - 1 or c != 1)):
-            raise ValueError("schema %r %r: field %d cannot be coded" % (fmt, kinds, i))
+        k = _KINDS.find(kinds[i])
+        b = nulls[i]
         j = 0
         while b:
             j += 1
             b >>= 1
-        desc.append(c << 7 | k << 4 | j)
-    if len(kinds) != n or len(nulls) != n:
-        raise ValueError("schema %r: one kind and null bit per field" % fmt)
-    bits = "<" + "".join("I" if c == "f" else "Q" if c == "d" else c for c in codes)
-    return (bits, struct.calcsize(fmt), kinds, bytes(_WIDTH[_CODES.find(c)] for c in codes),
-            tuple(c in "bhilq" for c in codes), nulls,
-            tuple(i for i in range(n) if kinds[i] == "r"), n - 1 if kinds[-1] == "F" else -1,
+        if c < 0 or k < 0 or (k == 3 and (i < n - 1 or c != 1)) or nulls[i] != (1 << j >> 1):
+            raise ValueError("schema %r: field %d" % (fmt, i))
+        desc.append(c << 6 | k << 4 | j)
+    return ("<" + "".join(codes), struct.calcsize(fmt), kinds,
+            bytes(_WIDTH[_CODES.find(c)] for c in codes), tuple(c in "bhilq" for c in codes),
+            nulls, tuple(i for i in range(n) if kinds[i] == "r"), n - 1 if k == 3 else -1,
             tuple(desc))
 
 
@@ -88,12 +86,13 @@ class Delta:
 
     ``schemas``: ``{key: (format, kinds, nulls)}`` (or a list: keys 0, 1, ...);
     ``select(flags byte)``: the key of a record's schema (needed with more than one);
-    ``add()`` registers a later layout. Only the encoder uses them. ``name``: kept in the
+    ``add()`` registers a later layout. Only the encoder needs them. ``name``: kept in the
     log's meta line, so a log written with another codec is never misread.
     """
 
     def __init__(self, schemas, select=None, name="delta"):
         self.schemas = {}
+        self.known = {}  # descriptor -> schema (the decoder's, shared by every reader)
         self.select = select
         self.name = name
         self.bound = 0  # bits a record may take, at most
@@ -104,18 +103,16 @@ class Delta:
         s = schema(fmt, kinds, nulls)
         if (self.schemas and self.select is None) or (self.select and s[_FLAGS] < 0):
             raise ValueError("several layouts need select() and a flags field F")
-        self.schemas[key] = self.only = s
-        self.bound = max(self.bound, 16 + 11 * len(kinds) + sum(w + 32 for w in s[_WIDE]))
+        self.schemas[key] = self.only = self.known[s[_DESC]] = s
+        self.bound = max(self.bound, 16 + 10 * len(kinds) + sum(w + 32 for w in s[_WIDE]))
 
     def max_payload(self, count, record_size):
         return (count * self.bound + 7) // 8
 
     def schema_of(self, flags):
-        if self.select is None:
-            return self.only
-        s = self.schemas.get(self.select(flags))
+        s = self.schemas.get(self.select(flags)) if self.select else self.only
         if s is None:
-            raise ValueError("record layout unknown to this codec (flags 0x%02x)" % flags)
+            raise ValueError("unknown layout (flags 0x%02x)" % flags)
         return s
 
     def check(self, data):
@@ -129,20 +126,12 @@ class Delta:
     decoder = encoder
 
 
-def _rice_k(a, n):
-    k = 0
-    while (n << k) < a:
-        k += 1
-    return k
-
-
 class _Coder:
     """One direction of the Delta codec: the bits of a payload and the state the records
     are coded against (the previous record's fields, the Rice statistics)."""
 
     def __init__(self, codec):
         self._c = codec
-        self._cache = {}  # descriptor -> schema, for decoding
         self._s = None  # schema of the previous record (None: the next one is a key record)
         self._buf = b""
         self._pos = self._end = self._acc = self._nb = 0
@@ -159,66 +148,68 @@ class _Coder:
         self._a = [2] * n  # per field: sum of recent residuals (zigzag) and their count:
         self._n = [1] * n  # the Rice parameter follows a / n
 
-    def _stat(self, i, u):
-        a = self._a[i] + u
-        n = self._n[i] + 1
-        if n >= _HALVE:
-            a = (a + 1) >> 1
-            n >>= 1
-        self._a[i] = a
-        self._n[i] = n
+    def _k(self, i, u=None):
+        """Field ``i``'s Rice parameter; then, given ``u``, count ``u`` in its statistics."""
+        a = self._a[i]
+        n = self._n[i]
+        k = 0
+        while (n << k) < a:
+            k += 1
+        if u is not None:
+            a += u
+            n += 1
+            if n >= _HALVE:
+                a = (a + 1) >> 1
+                n >>= 1
+            self._a[i] = a
+            self._n[i] = n
+        return k
 
     # -- bits out
     def _put(self, v, n):
-        """Append the ``n`` low bits of ``v`` (``0 <= v < 2**n``, ``n <= 20``: the
-        accumulator stays a small int on a 32-bit port)."""
-        n += self._nb
-        acc = (self._acc << (n - self._nb)) | v
-        while n >= 8:
-            n -= 8
-            self._buf[self._pos] = (acc >> n) & 0xFF
-            self._pos += 1
-        self._acc = acc & ((1 << n) - 1)
-        self._nb = n
-
-    def _wide(self, v, n):
+        """Append the ``n`` low bits of ``v``, 16 at a time (the accumulator stays a small
+        int on a 32-bit port)."""
         while n > 16:
             n -= 16
-            self._put((v >> n) & 0xFFFF, 16)
-        self._put(v & ((1 << n) - 1), n)
+            self._put(v >> n, 16)
+        nb = self._nb + n
+        acc = (self._acc << n) | (v & ((1 << n) - 1))
+        while nb >= 8:
+            nb -= 8
+            self._buf[self._pos] = (acc >> nb) & 0xFF
+            self._pos += 1
+        self._acc = acc & ((1 << nb) - 1)
+        self._nb = nb
 
     def _rice(self, i, r):
         u = r << 1 if r >= 0 else ((-r) << 1) - 1  # zigzag
-        k = _rice_k(self._a[i], self._n[i])
-        self._stat(i, u)
+        k = self._k(i, u)
         q = u >> k
         if q < _ESC:
             self._put((1 << (q + 1)) - 2, q + 1)  # q ones, a zero
-            self._wide(u, k)
+            self._put(u, k)
             return
-        self._put((1 << _ESC) - 1, _ESC)
+        self._put(0xFFFFF, _ESC)
         n = 0
         while u >> n:
             n += 1
         self._put(n, 7)
-        self._wide(u, n)
+        self._put(u, n)
 
     def encode(self, src, lens, i0, count, stride, out, pos):
         """Code records ``i0 .. i0+count-1`` (``src[i*stride:]``, ``lens[i]`` bytes) into
         ``out`` from ``pos``; returns the end position. ValueError for a record that is not
-        its layout's size."""
+        its layout's size (IndexError when ``out`` is too small)."""
         self._buf = out
         self._pos = pos
         self._acc = self._nb = 0
-        c = self._c
         for i in range(i0, i0 + count):
             flags = src[i * stride + lens[i] - 1]
-            s = c.schema_of(flags)
+            s = self._c.schema_of(flags)
             if lens[i] != s[_SIZE]:
                 raise ValueError("record of %d bytes, its layout is %d" % (lens[i], s[_SIZE]))
             self._record(s, struct.unpack_from(s[_BITS], src, i * stride), flags)
-        if self._nb:
-            self._put(0, 8 - self._nb)
+        self._put(0, -self._nb & 7)  # pad the last byte with zeros
         return self._pos
 
     def _record(self, s, vals, flags):
@@ -234,14 +225,14 @@ class _Coder:
             if not same:
                 if old[_FLAGS] >= 0:
                     self._put(flags, 8)
-                self._put(1 if key else 0, 1)  # another layout follows
+                self._put(key, 1)  # another layout follows
                 if not key:
                     for i in s[_RARE]:
                         if vals[i] == prev[i]:
                             self._put(0, 1)
                         else:
                             self._put(1, 1)
-                            self._wide(vals[i], s[_WIDE][i])
+                            self._put(vals[i], s[_WIDE][i])
                             prev[i] = vals[i]
         self._flags = flags
         kinds = s[_KIND]
@@ -250,7 +241,7 @@ class _Coder:
             desc = s[_DESC]
             self._put(desc[0], 5)
             for d in desc[1:]:
-                self._put(d, 11)
+                self._put(d, 10)
             if old is None and s[_FLAGS] >= 0:
                 self._put(flags, 8)
             self._key(s, list(vals))
@@ -258,7 +249,7 @@ class _Coder:
                 if flags & nulls[i]:
                     self._vals[i] = 0  # as the decoder has it
                 elif kinds[i] != "F":
-                    self._wide(vals[i], s[_WIDE][i])
+                    self._put(vals[i], s[_WIDE][i])
             return
         prev = self._vals
         for i in range(len(vals)):
@@ -270,8 +261,6 @@ class _Coder:
                 d = v - prev[i]
                 self._rice(i, d - self._dt)
                 self._dt = d
-            elif kind == "f":
-                self._wide(v, s[_WIDE][i])
             else:
                 continue
             prev[i] = v
@@ -285,69 +274,58 @@ class _Coder:
         self._acc = self._nb = 0
 
     def _get(self, n):
-        """The next ``n`` bits (``n <= 16``) as an int; ValueError past the end."""
+        """The next ``n`` bits as an int, 16 at a time; ValueError past the end."""
+        v = 0
+        while n > 16:
+            n -= 16
+            v = (v << 16) | self._get(16)
         acc = self._acc
         have = self._nb
         while have < n:
             if self._pos >= self._end:
-                raise ValueError("frame payload too short")
+                raise ValueError("frame too short")
             acc = (acc << 8) | self._buf[self._pos]
             self._pos += 1
             have += 8
         have -= n
         self._nb = have
         self._acc = acc & ((1 << have) - 1)
-        return acc >> have
+        return (v << n) | (acc >> have)
 
-    def _getw(self, s, i):
-        """Field ``i``'s bits as they were stored (signed fields sign-extended)."""
-        n = s[_WIDE][i]
-        v = 0
-        while n > 16:
-            n -= 16
-            v = (v << 16) | self._get(16)
-        v = (v << n) | self._get(n)
-        if s[_SIGN][i] and v >> (s[_WIDE][i] - 1):
-            v -= 1 << s[_WIDE][i]
-        return v
+    def _field(self, s, i):
+        """Field ``i``'s bits as they were stored (a signed field sign-extended)."""
+        w = s[_WIDE][i]
+        v = self._get(w)
+        return v - (1 << w) if s[_SIGN][i] and v >> (w - 1) else v
 
     def _unrice(self, i):
+        k = self._k(i)
         q = 0
         while self._get(1):
             q += 1
             if q == _ESC:
-                n = self._get(7)
-                u = 0
-                while n > 16:
-                    n -= 16
-                    u = (u << 16) | self._get(16)
-                u = (u << n) | self._get(n)
+                u = self._get(self._get(7))
                 break
         else:
-            k = _rice_k(self._a[i], self._n[i])
-            u = q << k
-            if k > 16:
-                u |= self._get(k - 16) << 16
-                k = 16
-            u |= self._get(k)
-        self._stat(i, u)
+            u = (q << k) | self._get(k)
+        self._k(i, u)
         return u >> 1 if not u & 1 else -((u + 1) >> 1)
 
     def _schema(self):
-        n = self._get(5)
-        desc = [n]
-        for _ in range(n):
-            desc.append(self._get(11))
+        desc = [self._get(5)]
+        for _ in range(desc[0]):
+            desc.append(self._get(10))
         desc = tuple(desc)
-        s = self._cache.get(desc)
-        if s is None:
+        known = self._c.known
+        s = known.get(desc)
+        if s is None:  # a layout this firmware does not know: its frames still decode
             fmt = kinds = ""
             nulls = []
             for d in desc[1:]:
-                fmt += _CODES[d >> 7] if d >> 7 < len(_CODES) else "?"
-                kinds += _KINDS[(d >> 4) & 7] if (d >> 4) & 7 < len(_KINDS) else "?"
-                nulls.append(1 << (d & 15) - 1 if d & 15 else 0)
-            s = self._cache[desc] = schema("<" + fmt, kinds, nulls)
+                fmt += _CODES[d >> 6] if d >> 6 < len(_CODES) else "?"
+                kinds += _KINDS[(d >> 4) & 3]
+                nulls.append(1 << (d & 15) >> 1)
+            s = known[desc] = schema("<" + fmt, kinds, nulls)
         return s
 
     def next(self, out):
@@ -363,7 +341,7 @@ class _Coder:
             if not key:
                 for i in s[_RARE]:
                     if self._get(1):
-                        self._vals[i] = self._getw(s, i)
+                        self._vals[i] = self._field(s, i)
         if key:
             old = s
             s = self._schema()
@@ -379,8 +357,8 @@ class _Coder:
                 prev[i] = flags
             elif flags & nulls[i]:
                 continue
-            elif key or kind == "f":
-                prev[i] = self._getw(s, i)
+            elif key:
+                prev[i] = self._field(s, i)
             elif kind == "d":
                 prev[i] += self._unrice(i)
             elif kind == "t":

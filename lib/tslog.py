@@ -50,7 +50,7 @@ from micropython import const
 _CRC = const(4)
 _MAX_READERS = const(4)
 _FRAME_MAX = const(64)  # records in one frame (a commit of more is written as several)
-_FRAME_BYTES = const(512)  # a frame's size, at most (unless one record needs more)
+_FRAME_BYTES = const(256)  # a frame's size, at most (unless one record needs more)
 _ENOSPC = const(28)
 _RANGE = "<Iqq"  # magic, smallest, largest timestamp (+ crc u32): index file, raw trailer
 _RANGE_SIZE = const(24)
@@ -60,7 +60,7 @@ _META = "tslog2"
 
 
 class OldFormat(ValueError):
-    """The log was written by TSLog's first format (a slot per record): ``lib/tslog_v1``
+    """The log was written by TSLog's first format (a slot per record): ``lib/oldqueue``
     reads it, to move its records into a new log."""
 
 
@@ -78,21 +78,6 @@ def _sealed(buf, n):
     return struct.unpack_from("<I", buf, n)[0] == _crc(buf, n)
 
 
-def _nvalues(fmt):
-    """How many values ``struct.pack(fmt, ...)`` takes (MicroPython does not check)."""
-    n, rep = 0, ""
-    for c in fmt:
-        if "0" <= c <= "9":
-            rep += c
-        elif c in "<>!=@ ":
-            rep = ""
-        else:
-            n += 1 if c in "sx" else int(rep or "1")
-            n -= 1 if c == "x" else 0
-            rep = ""
-    return n
-
-
 def _log(msg):
     print("tslog:", msg)
 
@@ -107,18 +92,9 @@ def _pack_range(rng):
     return buf
 
 
-def _unpack_range(buf):
-    """(lo, hi), (None, None) for a bucket without timestamps, or None if invalid."""
-    if len(buf) < _RANGE_SIZE or not _sealed(buf, 20):
-        return None
-    magic, lo, hi = struct.unpack_from(_RANGE, buf, 0)
-    if magic == _I_MAGIC:
-        return lo, hi
-    return (None, None) if magic == _I_EMPTY else None
-
-
 def _meta_fields(line):
-    """(record size, frame records, codec, format) of a meta line; ValueError if not one."""
+    """(record size, frame bytes, codec, format) of a meta line; ValueError if not one
+    (OldFormat for TSLog's first format)."""
     parts = line.split(" ", 6)
     if parts[0] == "tslog1":
         raise OldFormat("TSLog's first format")
@@ -128,13 +104,13 @@ def _meta_fields(line):
 
 
 def _check_line(have, want, where):
-    """Compare meta lines; ValueError if the record size, codec or format differ
-    (OldFormat for a log of the first format). Returns the frame size the log uses."""
+    """The frame size of the log whose meta line is ``have``; ValueError if its record
+    size, codec or format differ from ``want``'s."""
     h = _meta_fields(have)
     w = _meta_fields(want)
     if h[0] != w[0] or h[2:] != w[2:]:
-        raise ValueError("%s holds records of size %d codec %s format %r, not size %d codec "
-                         "%s format %r" % (where, h[0], h[2], h[3], w[0], w[2], w[3]))
+        raise ValueError("%s holds size %d codec %s format %r, not %d %s %r" % (
+            (where,) + h[:1] + h[2:] + w[:1] + w[2:]))
     return h[1]
 
 
@@ -238,7 +214,6 @@ class TSLog:
         if bucket_size < 1 or commit_delta < 1:
             raise ValueError("bucket_size and commit_delta must be >= 1")
         self.format = format
-        self._nvalues = _nvalues(format)
         self.record_size = record_size
         self.commit_delta = commit_delta
         self.nreaders = nreaders
@@ -378,20 +353,9 @@ class TSLog:
     # ---------------------------------------------------------------- writing
     def store(self, *values):
         """Pack ``values`` with ``format`` and append them; return the new seqn."""
-        if not self.format:
-            raise ValueError("store() needs a format; use store_record()")
-        if len(values) != self._nvalues:
-            raise ValueError("format %r takes %d values, got %d" % (
-                self.format, self._nvalues, len(values)))
-        # No "except ... as e" here: in a function taking *args it made every call
-        # allocate and run ~100x slower on the unix port, even when nothing is raised.
-        try:
-            data = struct.pack(self.format, *values)
-        except Exception:
-            data = None
-        if data is None:
-            raise ValueError("values %r do not fit format %r" % (values, self.format))
-        return self.store_record(data)
+        from tslog_plain import pack  # (a format log uses that module's codec anyway)
+
+        return self.store_record(pack(self.format, values))
 
     def store_record(self, data):
         """Append raw bytes (at most ``record_size``); return the new seqn. The record is
@@ -679,16 +643,6 @@ class TSLog:
         finally:
             w.close()
 
-    def tail(self, n):
-        """Generator of the last ``n`` committed records as (seqn, bytes), oldest first.
-
-        Reads only the last bucket(s)."""
-        end = self.committed_seqn
-        start = end - n + 1
-        if self._buckets and start < self._buckets[0]:
-            start = self._buckets[0]
-        return self.records(max(start, 1), end)
-
     def _scan_range(self, first, end):
         lo = hi = None
         time_of = self.time_of
@@ -719,64 +673,19 @@ class TSLog:
             self._range_known = True
         return self._lo, self._hi
 
-    def _range(self, bks, i):
-        """(smallest, largest) timestamp in bucket ``bks[i]``; (None, None) if none."""
-        first = bks[i]
-        if first == self._first:
-            return self._open_range()
-        rng = self._ranges.get(first)
-        if rng is None:
-            rng = _unpack_range(self._st.load_range(first) or b"")
-            if rng is None:  # never written (cut, or no time_of then): rebuild
-                end = bks[i + 1] - 1 if i + 1 < len(bks) else self.last_seqn
-                rng = self._scan_range(first, end)
-            if len(self._ranges) >= 32:
-                self._ranges = {}
-            self._ranges[first] = rng
-        return rng
-
-    def _upper(self, bks, i):
-        """Largest timestamp up to bucket i (None: none yet), for the binary search."""
-        while i >= 0:
-            hi = self._range(bks, i)[1]
-            if hi is not None:
-                return hi
-            i -= 1
-        return None
-
     def between(self, t0, t1):
-        """Generator of committed (seqn, bytes) with ``t0 <= time_of(record) < t1``.
+        """Generator of committed (seqn, bytes) with ``t0 <= time_of(record) < t1``: reads
+        only the buckets whose time range overlaps (``tslog_query``, loaded when used)."""
+        import tslog_query
 
-        Binary-searches the buckets' time ranges (assumes timestamps mostly grow:
-        a bucket starting at or after ``t1`` ends the search); records whose
-        ``time_of`` is None are skipped."""
-        if self.time_of is None:
-            raise ValueError("between() needs a log opened with time_of")
-        bks = list(self._buckets)
-        lo, hi = 0, len(bks)
-        while lo < hi:  # the first bucket whose largest timestamp so far is >= t0
-            mid = (lo + hi) // 2
-            top = self._upper(bks, mid)
-            if top is None or top < t0:
-                lo = mid + 1
-            else:
-                hi = mid
-        return self._between(bks, lo, t0, t1)
+        return tslog_query.between(self, t0, t1)
 
-    def _between(self, bks, i, t0, t1):
-        time_of = self.time_of
-        while time_of is not None and i < len(bks):
-            rng = self._range(bks, i)
-            if rng[0] is not None:
-                if rng[0] >= t1:
-                    return
-                if rng[1] >= t0:
-                    end = bks[i + 1] - 1 if i + 1 < len(bks) else self.committed_seqn
-                    for s, rec in self.records(bks[i], min(end, self.committed_seqn)):
-                        t = time_of(rec)
-                        if t is not None and t0 <= t < t1:
-                            yield s, rec
-            i += 1
+    def tail(self, n):
+        """Generator of the last ``n`` committed records as (seqn, bytes), oldest first;
+        reads only the last bucket(s)."""
+        import tslog_query
+
+        return tslog_query.tail(self, n)
 
     def stats(self):
         """(last_seqn, bucket_index, readers_lag): lag = last seqn - smallest reader cursor."""

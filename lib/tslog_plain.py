@@ -1,9 +1,43 @@
-"""TSLog's default codec: each record of a frame as it is, behind its length.
+"""TSLog's default codec: each record of a frame as it is, behind its length; and the
+packing of ``TSLog.store(*values)`` with the log's ``format``.
 
 Imported by ``tslog.TSLog`` only for a log opened without a codec (the Zerynth API's
 ``format`` logs, tests, tools), so the firmware, whose queue uses ``tscodec.Delta``,
 never loads it. The codec interface is ``tscodec``'s.
 """
+
+import struct
+
+
+def _nvalues(fmt):
+    """How many values ``struct.pack(fmt, ...)`` takes (MicroPython does not check)."""
+    n, rep = 0, ""
+    for c in fmt:
+        if "0" <= c <= "9":
+            rep += c
+        elif c in "<>!=@ ":
+            rep = ""
+        else:
+            n += 1 if c in "sx" else int(rep or "1")
+            n -= 1 if c == "x" else 0
+            rep = ""
+    return n
+
+
+def pack(fmt, values):
+    """``values`` packed with ``fmt``; ValueError if they do not fit."""
+    if not fmt:
+        raise ValueError("store() needs a format; use store_record()")
+    n = _nvalues(fmt)
+    if len(values) != n:
+        raise ValueError("format %r takes %d values, got %d" % (fmt, n, len(values)))
+    # No "except ... as e" here: in a function taking a tuple of values it made every call
+    # allocate and run much slower on the unix port, even when nothing is raised.
+    try:
+        return struct.pack(fmt, *values)
+    except Exception:
+        pass
+    raise ValueError("values %r do not fit format %r" % (values, fmt))
 
 
 class Plain:

@@ -1,9 +1,14 @@
-"""Reads a queue in TSLog's first format (firmware 1.0: one slot per record) to move it.
+"""Moves the queue firmware 1.0 left into the current one: TSLog's first format (one slot
+per record), records in layout v1 (floats).
 
 ``migrate(old, new_log)`` copies every record a reader of the old queue has not
 committed yet into ``new_log`` (empty, the current format) under the same sequence
 numbers, with the old readers' cursors, so nothing queued before an update is lost
-and nothing already uploaded is sent again. Imported only when an old queue is found.
+and nothing already uploaded is sent again. Each v1 record becomes a v2 record
+(``v2_of_v1``): the readings as the integers the drivers had (0.1 degC, 0.1 %RH, Pa: a
+float32 holds them exactly), a NaN as the sensor's null flag, ``heap`` = ``mem_used`` +
+``mem_free``; ``bmp180_altitude`` is derived from the pressure again when sent, which on
+a board gives the value v1 stored. Imported only when an old queue is found.
 
 The first format (lib/tslog.md of firmware 1.0), read-only here:
 
@@ -21,14 +26,39 @@ The first format (lib/tslog.md of firmware 1.0), read-only here:
 import os
 import struct
 
+import record
 from tslog import _crc
 
 _M_MAGIC = 0x4D4C5354  # "TSLM"
 _B_MAGIC = 0x424C5354  # "TSLB"
 
 
+_V1 = "<qfffffIIHB"  # time_ms, 5 readings (the 5th the altitude), mem_used, mem_free, boot, flags
+
+
 def _sealed(buf, n):
     return struct.unpack_from("<I", buf, n)[0] == _crc(buf, n)
+
+
+def _tenths(x):
+    return int(round(x * 10))
+
+
+def v2_of_v1(data):
+    """The v2 record of a v1 record's bytes (other bytes are returned as they are)."""
+    if len(data) != 39 or data[-1] >> 5:
+        return data
+    t, amt, amh, bt, p, _, used, free, boot, flags = struct.unpack(_V1, data)
+    flags &= record.FLAG_MASK
+    am = amt == amt and amh == amh  # not NaN
+    bmp = bt == bt and p == p
+    if not am:
+        flags |= record.FLAG_NO_AM
+    if not bmp:
+        flags |= record.FLAG_NO_BMP
+    return record.encode(t, (_tenths(amt) if am else 0, _tenths(amh) if am else 0,
+                             _tenths(bt) if bmp else 0, int(round(p)) if bmp else 0,
+                             used, used + free), boot, flags)
 
 
 class _Folder:
@@ -163,7 +193,7 @@ def migrate(old, new_log, log=print):
                 continue
             if expect != seqn:
                 new_log.skip_to(seqn)
-            new_log.store_record(bytes(buf[6:6 + n]))
+            new_log.store_record(v2_of_v1(bytes(buf[6:6 + n])))
             expect = seqn + 1
             copied += 1
     if expect is None:  # nothing left to send: seqns still go on after the old ones
