@@ -48,6 +48,10 @@ DEFAULTS = {
     },
     # Biggest accepted request body (bytes); larger ones get 413 without being read.
     "max_body_bytes": 16 * 1024 * 1024,
+    # Messages in one /write body: more is 413, parsing stops there.
+    "max_messages": 10000,
+    # Per-message error entries listed in a /write reply; past it, one entry with the count.
+    "max_error_entries": 100,
     # Idle keep-alive connections are closed after this many seconds.
     "idle_timeout_s": 30,
     # Rows per select reply when the request does not say (WebAdmin: 1000, hard cap 10000).
@@ -134,6 +138,9 @@ def validate(cfg):
     for k in ("access_token_lifetime_s", "refresh_token_lifetime_s"):
         if not float(cfg[k]) > 0:
             raise ConfigError("%s must be > 0" % k)
+    for k in ("max_messages", "max_error_entries"):
+        if not isinstance(cfg[k], int) or isinstance(cfg[k], bool) or cfg[k] < 1:
+            raise ConfigError("%s must be a positive integer" % k)
     unknown = set(cfg["faults"]) - set(FAULT_DEFAULTS)
     if unknown:
         raise ConfigError("unknown fault knobs: %s" % ", ".join(sorted(unknown)))

@@ -30,6 +30,7 @@ _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not
             503: "Service Unavailable"}
 _WRITE_MODES = ("APPEND", "REWRITE", "TRUNCATE", "INSERT")
 _NO_AUTH = ("Full authentication is required to access this resource")
+_PARSE_SLOTS = threading.BoundedSemaphore(2)  # /write bodies parsed at once (memory bound)
 
 
 class _Drop(Exception):
@@ -221,6 +222,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                % srv.cfg["max_body_bytes"])
         except _BadRequest as e:
             self._spring_error(400, str(e))
+        except _Unavailable:
+            self._spring_error(503, "server is restarting")
         except (_Drop, OSError):  # connection trouble and injected cuts: no reply
             raise
         except Exception as e:  # a bug or a broken file: answer 500, keep serving
@@ -376,31 +379,59 @@ class Handler(http.server.BaseHTTPRequestHandler):
             srv.stats.add(injected_errors=1)
             status = int(srv.faults.get("error_status"))
             return self._spring_error(status, "injected fault")
-        try:
-            msgs = json.loads(body, parse_constant=_no_constant)
-            if not isinstance(msgs, list):
-                raise ValueError("body is not a JSON array")
-        except (ValueError, UnicodeError) as e:
-            return self._spring_error(500, "java.lang.IllegalStateException: %s" % str(e)[:200])
-        types = srv.store.specs[stream]["types"]
-        rows, errors = [], []
-        for i, m in enumerate(msgs):
+        with _PARSE_SLOTS:  # the parsed batch is the big allocation: two at a time
             try:
-                rows.append(schema.validate(m, types))
-            except schema.MessageError as e:
-                errors.append(schema.error_entry(i, m, e))
-        try:
-            written, dups = srv.store.write(stream, rows) if rows else (0, 0)
-        except RuntimeError:  # store closed: shutting down or restarting
-            return self._spring_error(503, "server is restarting")
-        srv.stats.batch(len(msgs), written, dups, len(errors))
-        if errors:
-            srv.log(1, "%s: %d of %d messages rejected, first: %s" % (
-                stream, len(errors), len(msgs), errors[0]["error"]))
+                msgs = schema.parse_batch(body, int(srv.cfg["max_messages"]))
+            except schema.BatchError as e:
+                return self._spring_error(e.status, str(e))
+            del body
+            errors, rejects, written = self._store_batch(stream, msgs)
         if srv.faults.take("drop_after_store"):
             srv.stats.add(dropped_after_store=1)
             raise _Drop()
+        if rejects > len(errors):  # the reply lists max_error_entries, then the count
+            errors.append({"message": "Message is invalid: %d more (not listed)"
+                           % (rejects - len(errors)),
+                           "error": "java.lang.IllegalArgumentException:%d messages rejected "
+                           "in all, the first %d listed" % (rejects, len(errors)),
+                           "stacktrace": "", "rejected": rejects})
         self._send(200, errors)
+
+    def _store_batch(self, stream, msgs):
+        """Validate and store; -> (error entries, rejected count, written count)."""
+        srv = self.server.owner
+        types = srv.store.specs[stream]["types"]
+        cap = int(srv.cfg["max_error_entries"])
+        rows, where, errors, rejects = [], [], [], 0
+        for i, m in enumerate(msgs):
+            try:
+                rows.append(schema.validate(m, types))
+                where.append(i)
+            except schema.MessageError as e:
+                rejects += 1
+                if len(errors) < cap:
+                    errors.append(schema.error_entry(i, m, e))
+        try:
+            res = srv.store.write(stream, rows) if rows else None
+        except RuntimeError:  # store closed: shutting down or restarting
+            raise _Unavailable()
+        written = dups = collisions = 0
+        if res is not None:
+            written, dups, collisions = res.written, res.duplicates, res.collisions
+            for j, text in res.rejected:  # SQLite refused it: a per-message error too
+                rejects += 1
+                if len(errors) < cap:
+                    i = where[j]
+                    errors.append(schema.error_entry(i, msgs[i], schema.MessageError(text)))
+            if res.rejected:
+                errors.sort(key=lambda e: e["index"])
+            if collisions:
+                srv.collided(stream, [rows[j] for j in res.collided])
+        srv.stats.batch(len(msgs), written, dups, rejects, collisions)
+        if rejects:
+            srv.log(1, "%s: %d of %d messages rejected, first: %s" % (
+                stream, rejects, len(msgs), errors[0]["error"][:200]))
+        return errors, rejects, written
 
     def _select(self, stream, symbol, method):
         srv = self.server.owner
@@ -492,8 +523,8 @@ class _BadRequest(Exception):
     pass
 
 
-def _no_constant(name):
-    raise ValueError("%s is not valid JSON" % name)
+class _Unavailable(Exception):
+    pass
 
 
 class _HTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -541,9 +572,10 @@ class IngestServer:
         self.stats = Stats()
         self.faults.update(**(self.cfg.get("faults") or {}))
         self.tokens = TokenService(self.cfg, faults=self.faults)
-        self.store = Store(data_dir, self.cfg["streams"])
+        self.store = Store(data_dir, self.cfg["streams"], log=lambda t: self.log(0, t))
         self._conns = set()
         self._conns_lock = threading.Lock()
+        self._collision_symbols = set()
         self._thread = None
         self._serving = False
         self._stopping = False
@@ -556,6 +588,24 @@ class IngestServer:
     def log(self, level, text):
         if level <= self.verbose:
             print("ingest: " + text, file=self.out, flush=True)
+
+    def collided(self, stream, rows):
+        """Log collisions: the first one of each symbol always, the others at -v."""
+        new = []
+        with self._conns_lock:
+            for r in rows:
+                if r["symbol"] not in self._collision_symbols and \
+                        len(self._collision_symbols) < 1000:
+                    self._collision_symbols.add(r["symbol"])
+                    new.append(r)
+        for r in new:
+            self.log(0, "%s: symbol %r sends records under keys already taken by different "
+                     "records (e.g. %s): stored, flagged collision=1 (two boards with one "
+                     "symbol, or a queue that restarted?)" % (
+                         stream, r["symbol"][:60],
+                         "seq %d" % r["seq"] if r["seq"] is not None else
+                         "timestamp " + schema.format_timestamp(r["capture_ns"])))
+        self.log(1, "%s: %d records stored as collisions" % (stream, len(rows)))
 
     def apply_faults(self, knobs):
         """``faults.update(**knobs)`` from a dict (kept for callers that pass one)."""
@@ -603,7 +653,7 @@ class IngestServer:
         self.tokens = TokenService(self.cfg, faults=self.faults)
         self.close_connections(keep)
         self.store.close()  # waits for the transaction in flight; writes meanwhile get 503
-        self.store = Store(self.data_dir, self.cfg["streams"])
+        self.store = Store(self.data_dir, self.cfg["streams"], log=lambda t: self.log(0, t))
 
     def stop(self):
         """Stop accepting, cut connections, let the current transaction finish, close the
