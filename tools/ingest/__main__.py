@@ -41,15 +41,21 @@ def cmd_serve(a):
         node[last] = value
     try:
         cfg = _config.load(a.config, overrides)
-    except (_config.ConfigError, OSError) as e:
+        srv = IngestServer(a.data_dir, cfg, host=a.host, port=a.port, tls=not a.http,
+                           verbose=a.verbose, out=sys.stdout)
+    except _config.ConfigError as e:
         print("config: %s" % e, file=sys.stderr)
         return 2
-    srv = IngestServer(a.data_dir, cfg, host=a.host, port=a.port, tls=not a.http,
-                       verbose=a.verbose, out=sys.stdout)
+    except OSError as e:
+        print("cannot serve: %s" % e, file=sys.stderr)
+        return 2
     if srv.ca_pem:
         print("ca: %s (DER: %s) - copy this CA onto the board" % (srv.ca_pem, srv.ca_der))
     else:
-        print("WARNING: plain HTTP (--http): for local debugging only")
+        print("WARNING: plain HTTP (--http): passwords and tokens cross the network in clear"
+              "; for local debugging only")
+    for line in srv.notes:
+        print(line)
     print("listening on %s" % srv.url, flush=True)
     if a.ready_file:
         _write_ready(a.ready_file, srv)

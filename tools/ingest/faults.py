@@ -59,7 +59,8 @@ class Faults:
 _COUNTERS = ("connections", "tls_failures", "requests", "token_requests", "token_errors",
              "auth_failures", "batches", "messages", "written", "duplicates", "collisions",
              "rejects", "bytes_in", "injected_errors", "dropped_before_body",
-             "dropped_after_store", "client_errors", "server_errors")
+             "dropped_after_store", "client_errors", "server_errors", "connections_refused",
+             "accept_failures", "request_timeouts", "login_failures", "logins_throttled")
 
 
 class Stats:
