@@ -2,6 +2,10 @@
 connection in batches, then the same records again (all duplicates).  Prints records/s as the
 client sees them and the server's own figures.  CPython; loopback only.
 
+Then hostile bodies of the largest size the default config takes (max_body_bytes): for each,
+the reply, its size and the peak memory while it is handled (tracemalloc over the whole
+process: server and client), per byte of body.
+
 The records are a plausible day (a diurnal temperature wave, humidity against it, pressure
 drifting) with the sensors' noise and resolution (AM2320 0.1 degC / 0.1 %RH, BMP180 0.1 degC /
 1 Pa), so the SQLite size is that of real data, not of a flat line."""
@@ -15,10 +19,12 @@ import ssl
 import sys
 import tempfile
 import time
+import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tools.ingest import IngestServer  # noqa: E402
+from tools.ingest.config import DEFAULTS  # noqa: E402
 from tools.ingest.schema import format_timestamp  # noqa: E402
 
 N = 43200
@@ -60,6 +66,40 @@ def run(srv, bodies, token):
     return time.perf_counter() - t
 
 
+def hostile_bodies(cap):
+    """(name, body) of at most ``cap`` bytes, each built to cost the server the most."""
+    n = (cap - 20) // 3
+    yield "one message nesting empty objects", '[{"a":[' + ",".join(["{}"] * n) + ']}]'
+    keys, size = [], 4
+    while size < cap - 30:
+        keys.append('"k%d":%d' % (len(keys), len(keys)))
+        size += len(keys[-1]) + 1
+    yield "one message with many keys", "[{" + ",".join(keys) + "}]"
+    m = json.dumps({"$type": "weather_record", "symbol": "s" * 100, "mem_used": "x"})
+    yield "10,000 invalid messages", "[" + ",".join([m] * 10000) + "]"
+    yield "tiny messages past max_messages", "[" + ",".join(["1"] * ((cap - 2) // 2)) + "]"
+
+
+def amplification(srv, token):
+    c = http.client.HTTPSConnection("127.0.0.1", srv.port, timeout=120,
+                                    context=ssl.create_default_context(cafile=srv.ca_pem))
+    for name, text in hostile_bodies(int(DEFAULTS["max_body_bytes"])):
+        body = text.encode()
+        del text
+        tracemalloc.start()
+        cpu = time.process_time()
+        c.request("POST", "/api/v0/weather-data/write", body, {"Authorization": "Bearer " + token})
+        r = c.getresponse()
+        reply = r.read()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        print("ingest: hostile body, %s: %d bytes -> %d, reply %d bytes, peak %.1f MB "
+              "(%.0f bytes per body byte), %.2f s CPU" % (
+                  name, len(body), r.status, len(reply), peak / 1e6, peak / len(body),
+                  time.process_time() - cpu))
+    c.close()
+
+
 def main():
     d = tempfile.mkdtemp(prefix="bench_ingest-")
     srv = IngestServer(d, port=0, verbose=-1).start()  # figures printed below instead
@@ -74,6 +114,7 @@ def main():
         print("ingest: %d records, batches of %d: %.2f s, %.0f records/s" % (N, size, dt, N / dt))
         dt = run(srv, bodies, token)
         print("ingest: same %d again (all duplicates): %.2f s, %.0f records/s" % (N, dt, N / dt))
+    amplification(srv, token)
     figs = srv.stop()
     print("ingest: server figures: written %d, duplicates %d, batches %d, %s msg/s active" % (
         figs["written"], figs["duplicates"], figs["batches"], figs["messages_per_s_active"]))
