@@ -11,6 +11,7 @@ Linux routes to 127.0.0.1 like any other."""
 
 import base64
 import http.client
+import io
 import json
 import os
 import socket
@@ -512,8 +513,9 @@ def test_failed_logins_are_throttled_per_client_and_per_user():
     client is locked out (429, Retry-After; the password is not even looked at) for 1, 2, 4
     ... s; the right password is refused too until the lockout ends.  Spread over clients,
     10 failures lock the user out; a refresh grant still works (nothing to guess there)."""
+    log = io.StringIO()
     srv = start({"users": {"admin": {"password": "s3cret-pw", "authorities": [
-        "TB_ALLOW_READ", "TB_ALLOW_WRITE"]}}}, name="logins")
+        "TB_ALLOW_READ", "TB_ALLOW_WRITE"]}}}, name="logins", verbose=2, out=log)
     clock_c, clock_u = FakeClock(), FakeClock()
     srv.logins_by_client.clock = clock_c
     srv.logins_by_user.clock = clock_u
@@ -550,6 +552,10 @@ def test_failed_logins_are_throttled_per_client_and_per_user():
         assert st == 200, r  # the board renews its token meanwhile
         clock_u.t += 1.01
         assert login(srv, "127.0.0.7", password="s3cret-pw")[0] == 200
+        # A password in the query string (the form may come there too) is not logged.
+        st, _, _ = call(https(srv, "127.0.0.9"), "POST", "/oauth/token?grant_type=password"
+                        "&username=admin&password=s3cret-pw", "", {"Authorization": BASIC})
+        assert st == 200 and "s3cret" not in log.getvalue() and "guess" not in log.getvalue()
         s = srv.stats_snapshot()
         assert s["login_failures"] == 6 + 1 + 6 + 10 and s["logins_throttled"] == 94 + 1 + 1 + 1
         assert_once(srv, seqs)

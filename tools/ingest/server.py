@@ -211,6 +211,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # the request line only: never headers or bodies
         self.server.owner.log(2, "%s %s" % (self.address_string(), fmt % args))
 
+    def log_request(self, code="-", size="-"):
+        """The request line without its query string (a client may put a password or an
+        access_token there)."""
+        line = self.requestline.split(" ")
+        if len(line) == 3:
+            line[1] = line[1].split("?", 1)[0] + ("?..." if "?" in line[1] else "")
+        self.log_message('"%s" %s %s', " ".join(line), code, size)
+
     def handle_one_request(self):
         srv = self.server.owner
         conn = self._conn
