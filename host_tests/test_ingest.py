@@ -266,6 +266,128 @@ def test_write_dedup_and_per_message_errors():
         srv.stop()
 
 
+def test_dedup_absorbs_exact_repeats_only_and_stores_collisions():
+    """Issue 17 item 1: only what a retry produces (same symbol, seq, $type, timestamp and
+    values) is absorbed; a different record under a taken key is stored, flagged, counted."""
+    srv = server()
+    try:
+        c = conn(srv)
+        tok = login(c)["access_token"]
+        first = [rec(s, s) for s in range(1, 6)]
+        assert write(c, tok, first)[2] == [] and write(c, tok, first)[2] == []  # a retry
+        assert count(srv) == 5
+        # A queue that restarted at seq 1 (or a second board with this symbol): same
+        # (symbol, seq), other time and values.  Stored and answered as written.
+        again = [rec(s, s + 1000) for s in range(1, 4)]
+        assert write(c, tok, again)[2] == []
+        assert write(c, tok, again)[2] == []  # its own retry is absorbed, not a collision
+        assert count(srv) == 8
+        # The seed firmware (no seq) on two boards sharing the vendor-prefix symbol: the
+        # same timestamps, different readings.  21 + 21 samples, 42 stored.
+        board_a = [rec(None, 200 + i, mem_used=40000 + i) for i in range(21)]
+        board_b = [rec(None, 200 + i, mem_used=50000 + i) for i in range(21)]
+        assert write(c, tok, board_a + board_b)[2] == []
+        assert write(c, tok, board_b)[2] == []  # board b's retry
+        assert count(srv) == 8 + 42
+        # No seq and no timestamp: nothing tells a retry from a reading; always stored.
+        bare = {k: v for k, v in rec(None, 300).items() if k != "timestamp"}
+        assert write(c, tok, [bare, bare, dict(bare, mem_used=7)])[2] == []
+        assert count(srv) == 8 + 42 + 3
+        s = srv.stats_snapshot()
+        assert (s["written"], s["duplicates"], s["collisions"]) == (53, 5 + 3 + 21, 3 + 21)
+        flagged = list(srv.store.query(STREAM, collisions=True))
+        assert sorted(r["seq"] or 0 for r in flagged) == [0] * 21 + [1, 2, 3]
+        assert {r["mem_used"] for r in flagged if r["seq"] is None} == set(
+            range(50000, 50021))
+        assert sum(r["collision"] for r in srv.store.query(STREAM)) == 24
+        assert srv.store.count(STREAM, collisions=True) == 24
+    finally:
+        srv.stop()
+
+
+def test_dedup_index_rebuilt_keeps_the_rule():
+    """After a lost or old-format index, retries of originals and of collisions are still
+    absorbed, rows without timestamp are still never merged, collisions still flagged."""
+    d = support.tmpdir("rebuild")
+    clock = Clock(T0)
+    st = Store(d, clock_ns=clock)
+    fields = ingest_schema_fields()
+
+    def row(seq, cap, **over):
+        m = rec(seq, timestamp=ingest_schema.format_timestamp(cap), **over)
+        return ingest_schema.validate(m, {"weather_record": fields})
+
+    bare = ingest_schema.validate({k: v for k, v in rec(None).items() if k != "timestamp"},
+                                  {"weather_record": fields})
+    batch = [row(1, T0), row(1, T0 + 10**9), row(None, T0 + 5), bare, bare]
+    assert st.write(STREAM, batch)[:3] == (5, 0, 1)
+    st.close()
+    idx = os.path.join(d, "streams", STREAM, "dedup.sqlite3")
+    for k, damage in enumerate(("delete", "old-format")):
+        if damage == "delete":
+            os.remove(idx)
+        else:  # the layout before issue 17: one key per (symbol, seq), no content
+            import sqlite3
+            os.remove(idx)
+            old = sqlite3.connect(idx)
+            old.execute("CREATE TABLE seen(k TEXT PRIMARY KEY) WITHOUT ROWID")
+            old.execute("CREATE TABLE files(name TEXT PRIMARY KEY, last_id INTEGER)")
+            old.execute("INSERT INTO seen VALUES('[\"s\", \"esp2462\", 1]')")
+            old.commit()
+            old.close()
+        st = Store(d, clock_ns=clock)
+        res = st.write(STREAM, [row(1, T0), row(1, T0 + 10**9), row(None, T0 + 5),
+                                row(1, T0 + (2 + k) * 10**9)])  # a new collision
+        assert res[:3] == (1, 3, 1) and res.collided == [3], (damage, res)
+        st.close()
+    st = Store(d, clock_ns=clock)
+    assert st.count(STREAM) == 7 and st.count(STREAM, collisions=True) == 3
+    st.close()
+
+
+def test_bad_messages_are_per_message_errors():
+    """Issue 17 item 2: numbers and times no column can hold, NaN, lone surrogates: each is
+    an error entry for its message; the good messages of the batch are stored."""
+    srv = server()
+    try:
+        c = conn(srv)
+        tok = login(c)["access_token"]
+
+        def j(m):
+            return json.dumps(m)
+
+        bad = [
+            j(rec(2, 2)).replace('"mem_used": 1002', '"mem_used": 1e400'),
+            j(rec(3, 3)).replace('"am2320_temp": 21.5', '"am2320_temp": NaN'),
+            j(rec(4, 4)).replace('"am2320_temp": 21.5', '"am2320_temp": -Infinity'),
+            j(rec(5, 5)).replace('"am2320_temp": 21.5', '"am2320_temp": 1e400'),
+            j(rec(6, 6, timestamp="0000-01-01T00:00:00.000Z")),
+            j(rec(7, 7, timestamp="9999-12-31T23:59:59.999Z")),
+            j(rec(8, 8, mem_used=10**30)),
+            j(rec(9, 9)).replace('"mem_used": 1009', '"mem_used": ' + "9" * 500),
+            j(rec(10, 10)).replace('"symbol": "esp2462"', '"symbol": "esp\\ud800"'),
+            j(rec(2**63, 11)),
+            j(rec(12, 12, am2320_temp="1e400")),
+            j(rec(13, 13, **{"$type": "x" * 100000})),
+        ]
+        body = "[" + ",".join([j(rec(1, 1))] + bad + [j(rec(99, 99))]) + "]"
+        st, _, d = req(c, "POST", "/api/v0/weather-data/write", body,
+                       {"Authorization": "Bearer " + tok, "Content-Type": "application/json"})
+        assert st == 200, d
+        assert [e["index"] for e in d] == list(range(1, len(bad) + 1)), d
+        assert all(len(e["message"]) < 400 and len(e["error"]) < 400 for e in d)
+        assert sorted(r["seq"] for r in srv.store.query(STREAM)) == [1, 99]
+        # A row the schema let through but SQLite refuses: a per-message error as well.
+        row = ingest_schema.validate(rec(50, 50), {"weather_record": ingest_schema_fields()})
+        row["fields"]["mem_used"] = 2**70
+        ok = ingest_schema.validate(rec(51, 51), {"weather_record": ingest_schema_fields()})
+        res = srv.store.write(STREAM, [row, ok])
+        assert res.written == 1 and [i for i, _ in res.rejected] == [0], res
+        assert srv.stats_snapshot()["server_errors"] == 0
+    finally:
+        srv.stop()
+
+
 def test_write_request_errors():
     srv = server({"max_body_bytes": 4096})
     try:
@@ -274,10 +396,12 @@ def test_write_request_errors():
         st, _, d = write(c, tok, [rec(1)], "/api/v0/nope/write")
         assert (st, d["status"], d["message"]) == (400, 400, "Unknown stream nope.")
         assert d["path"] == "/api/v0/nope/write"
+        # A body that is not a JSON array: 400 (WebAdmin: 500), so that a client halves the
+        # batch to find the culprit instead of retrying it forever.
         st, _, d = req(c, "POST", "/api/v0/weather-data/write", "{not json",
                        {"Authorization": "Bearer " + tok})
-        assert st == 500 and d["status"] == 500
-        assert write(c, tok, {"an": "object"})[0] == 500
+        assert st == 400 and d["status"] == 400
+        assert write(c, tok, {"an": "object"})[0] == 400
         st, _, d = req(c, "GET", "/api/v0/weather-data/nothing",
                        headers={"Authorization": "Bearer " + tok})
         assert st == 404
@@ -534,11 +658,11 @@ def test_daily_rotation_cross_day_dedup_and_query():
     day1 = parse_time("2026-11-24T23:59:59Z")
     clock = Clock(day1)
     st = Store(d, clock_ns=clock)
-    assert st.write(STREAM, [_row(i, T0 + i * 10**9) for i in range(3)]) == (3, 0)
+    assert st.write(STREAM, [_row(i, T0 + i * 10**9) for i in range(3)])[:3] == (3, 0, 0)
     clock.ns = parse_time("2026-11-25T00:00:01Z")  # midnight passed: a new file
-    assert st.write(STREAM, [_row(i, T0 + i * 10**9) for i in range(5)]) == (2, 3)
+    assert st.write(STREAM, [_row(i, T0 + i * 10**9) for i in range(5)])[:3] == (2, 3, 0)
     # A backlog: captured before day 1's records, arriving on day 2.
-    assert st.write(STREAM, [_row(100, T0 - 5 * 10**9, "esp0001")]) == (1, 0)
+    assert st.write(STREAM, [_row(100, T0 - 5 * 10**9, "esp0001")])[:3] == (1, 0, 0)
     files = sorted(os.listdir(os.path.join(d, "streams", STREAM)))
     assert [f for f in files if f.endswith(".sqlite3")] == [
         "dedup.sqlite3", "weather-data-2026-11-24.sqlite3", "weather-data-2026-11-25.sqlite3"]
@@ -558,7 +682,7 @@ def test_daily_rotation_cross_day_dedup_and_query():
     # The dedup index is lost or lags (crash between the two commits): rebuilt on open.
     os.remove(os.path.join(d, "streams", STREAM, "dedup.sqlite3"))
     st = Store(d, clock_ns=clock)
-    assert st.write(STREAM, [_row(i, T0 + i * 10**9) for i in range(6)]) == (1, 5)
+    assert st.write(STREAM, [_row(i, T0 + i * 10**9) for i in range(6)])[:3] == (1, 5, 0)
     assert st.count(STREAM) == 7
     st.close()
 
@@ -569,6 +693,7 @@ def test_query_and_stats_cli():
     c = conn(srv)
     tok = login(c)["access_token"]
     write(c, tok, [rec(i, i) for i in range(4)] + [rec(9, 9, symbol="esp0001")])
+    write(c, tok, [rec(1, 50)])  # seq 1 again, another record: a collision
     srv.stop()
     env = dict(os.environ, PYTHONPATH=ROOT)
 
@@ -584,9 +709,14 @@ def test_query_and_stats_cli():
     assert lines[0].startswith("symbol,type,seq,timestamp,capture_ns,acquisition_ns,")
     assert [ln.split(",")[2] for ln in lines[1:]] == ["1", "2"]
     rows = json.loads(run("query", "--data-dir", d, "--stream", STREAM, "--format", "json"))
-    assert [r["seq"] for r in rows] == [0, 1, 2, 3, 9]
+    assert [r["seq"] for r in rows] == [0, 1, 2, 3, 9, 1]
+    assert [r["collision"] for r in rows] == [0, 0, 0, 0, 0, 1]
+    rows = json.loads(run("query", "--data-dir", d, "--stream", STREAM, "--format", "json",
+                          "--collisions"))
+    assert [(r["seq"], r["mem_used"]) for r in rows] == [(1, 1050)]
     figs = json.loads(run("stats", "--data-dir", d))
-    assert figs[STREAM]["rows"] == 5 and figs[STREAM]["symbols"] == ["esp0001", "esp2462"]
+    assert figs[STREAM]["rows"] == 6 and figs[STREAM]["symbols"] == ["esp0001", "esp2462"]
+    assert figs[STREAM]["collisions"] == 1
 
 
 def test_serve_subprocess_ready_file_and_sigterm():

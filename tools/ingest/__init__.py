@@ -3,7 +3,8 @@
 Run it: ``python -m tools.ingest serve --port 8099 --data-dir ingest-data`` (first run creates
 ``ingest-data/tls/ca.pem`` / ``ca.der``: the CA to put onto the board).  Read data back with
 ``python -m tools.ingest query --stream weather-data --format csv``.  docs/ingest.md has the
-config keys, the wire format and the differences from a real WebAdmin.
+config keys, the limits it keeps on an open network, the wire format, the dedup rule
+(``dedup.py``) and the differences from a real WebAdmin.
 
 In-process (CPython tests, simulator)::
 
@@ -15,6 +16,8 @@ In-process (CPython tests, simulator)::
     srv.tokens.revoke_all(); srv.tokens.rotate_key()
     srv.restart()                                 # new key: all tokens invalid; data kept
     list(srv.store.query("weather-data", symbol="esp2462"))
+    list(srv.store.query("weather-data", collisions=True))  # records under a taken key
+    srv.notes                                     # what is served, as said at start
     srv.stats_snapshot(); srv.stop()              # stop() returns the final figures
 
 As a subprocess (e.g. from a MicroPython test via ``os.system(... + " &")``)::

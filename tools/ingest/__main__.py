@@ -12,7 +12,8 @@ import time
 from . import config as _config
 from .store import Store, parse_time
 
-_BASE_COLS = ("symbol", "type", "seq", "timestamp", "capture_ns", "acquisition_ns")
+_BASE_COLS = ("symbol", "type", "seq", "timestamp", "capture_ns", "acquisition_ns",
+              "collision")
 
 
 def _write_ready(path, srv):
@@ -40,15 +41,21 @@ def cmd_serve(a):
         node[last] = value
     try:
         cfg = _config.load(a.config, overrides)
-    except (_config.ConfigError, OSError) as e:
+        srv = IngestServer(a.data_dir, cfg, host=a.host, port=a.port, tls=not a.http,
+                           verbose=a.verbose, out=sys.stdout)
+    except _config.ConfigError as e:
         print("config: %s" % e, file=sys.stderr)
         return 2
-    srv = IngestServer(a.data_dir, cfg, host=a.host, port=a.port, tls=not a.http,
-                       verbose=a.verbose, out=sys.stdout)
+    except OSError as e:
+        print("cannot serve: %s" % e, file=sys.stderr)
+        return 2
     if srv.ca_pem:
         print("ca: %s (DER: %s) - copy this CA onto the board" % (srv.ca_pem, srv.ca_der))
     else:
-        print("WARNING: plain HTTP (--http): for local debugging only")
+        print("WARNING: plain HTTP (--http): passwords and tokens cross the network in clear"
+              "; for local debugging only")
+    for line in srv.notes:
+        print(line)
     print("listening on %s" % srv.url, flush=True)
     if a.ready_file:
         _write_ready(a.ready_file, srv)
@@ -92,7 +99,8 @@ def cmd_query(a):
     except ValueError as e:
         print(str(e), file=sys.stderr)
         return 2
-    rows = store.query(a.stream, symbol=a.symbol or None, since=since, until=until, by=a.by)
+    rows = store.query(a.stream, symbol=a.symbol or None, since=since, until=until, by=a.by,
+                       collisions=a.collisions)
     out = sys.stdout
     n = 0
     try:
@@ -129,7 +137,8 @@ def cmd_stats(a):
     figs = {}
     for s in sorted(store.specs):
         r = store.time_range(s)
-        figs[s] = {"rows": store.count(s), "files": len(store._files(s)),
+        figs[s] = {"rows": store.count(s), "collisions": store.count(s, collisions=True),
+                   "files": len(store._files(s)),
                    "symbols": store.symbols(s),
                    "first": None if r is None else r[0], "last": None if r is None else r[1]}
     print(json.dumps(figs, indent=1))
@@ -166,8 +175,10 @@ def main(argv=None):
                    help="which time --since/--until and the order refer to")
     q.add_argument("--format", choices=("csv", "json"), default="csv")
     q.add_argument("--limit", type=int, default=0)
+    q.add_argument("--collisions", action="store_true",
+                   help="only records stored under a key already taken by a different record")
     q.set_defaults(func=cmd_query)
-    t = sub.add_parser("stats", help="rows, files, symbols per stream in a data dir")
+    t = sub.add_parser("stats", help="rows, collisions, files, symbols per stream")
     t.add_argument("--data-dir", default="ingest-data")
     t.add_argument("--config")
     t.set_defaults(func=cmd_stats)

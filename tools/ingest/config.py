@@ -46,10 +46,27 @@ DEFAULTS = {
         "weather-data": {"types": {"weather_record": WEATHER_RECORD,
                                    "health_record": HEALTH_RECORD}},
     },
-    # Biggest accepted request body (bytes); larger ones get 413 without being read.
-    "max_body_bytes": 16 * 1024 * 1024,
-    # Idle keep-alive connections are closed after this many seconds.
+    # Limits (docs/ingest.md "Limits"): what one client can make the server hold or do.
+    # Biggest /write body (bytes): 413 (other requests: 64 KiB).
+    "max_body_bytes": 2 * 1024 * 1024,
+    # Messages in one /write body: more is 413, parsing stops there.
+    "max_messages": 10000,
+    # Per-message error entries listed in a /write reply; past it, one entry with the count.
+    "max_error_entries": 100,
+    # An idle keep-alive connection is closed after this many seconds.
     "idle_timeout_s": 30,
+    # Whole-request deadline (s): TLS handshake, request line, headers and body must all
+    # arrive within it, however slowly the bytes trickle; the reply gets the same again.
+    "request_timeout_s": 30,
+    # Open connections, in all and from one client address; more are closed at once.
+    "max_connections": 64,
+    "max_connections_per_client": 8,
+    # Failed logins (wrong password or client secret) allowed in a row per client address
+    # and per user; each further one locks that address or user out of /oauth/token for
+    # 1, 2, 4 ... s, up to login_lockout_max_s (429 with Retry-After).
+    "login_failures_per_client": 5,
+    "login_failures_per_user": 10,
+    "login_lockout_max_s": 300,
     # Rows per select reply when the request does not say (WebAdmin: 1000, hard cap 10000).
     "select_rows_default": 1000,
     "select_rows_max": 10000,
@@ -131,9 +148,15 @@ def validate(cfg):
     for name, c in cfg["clients"].items():
         if "secret" not in c:
             raise ConfigError("client %s has no secret" % name)
-    for k in ("access_token_lifetime_s", "refresh_token_lifetime_s"):
+    for k in ("access_token_lifetime_s", "refresh_token_lifetime_s", "idle_timeout_s",
+              "request_timeout_s", "login_lockout_max_s"):
         if not float(cfg[k]) > 0:
             raise ConfigError("%s must be > 0" % k)
+    for k in ("max_body_bytes", "max_messages", "max_error_entries", "max_connections",
+              "max_connections_per_client", "login_failures_per_client",
+              "login_failures_per_user"):
+        if not isinstance(cfg[k], int) or isinstance(cfg[k], bool) or cfg[k] < 1:
+            raise ConfigError("%s must be a positive integer" % k)
     unknown = set(cfg["faults"]) - set(FAULT_DEFAULTS)
     if unknown:
         raise ConfigError("unknown fault knobs: %s" % ", ".join(sorted(unknown)))

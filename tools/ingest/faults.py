@@ -57,9 +57,10 @@ class Faults:
 
 
 _COUNTERS = ("connections", "tls_failures", "requests", "token_requests", "token_errors",
-             "auth_failures", "batches", "messages", "written", "duplicates", "rejects",
-             "bytes_in", "injected_errors", "dropped_before_body", "dropped_after_store",
-             "client_errors", "server_errors")
+             "auth_failures", "batches", "messages", "written", "duplicates", "collisions",
+             "rejects", "bytes_in", "injected_errors", "dropped_before_body",
+             "dropped_after_store", "client_errors", "server_errors", "connections_refused",
+             "accept_failures", "request_timeouts", "login_failures", "logins_throttled")
 
 
 class Stats:
@@ -83,13 +84,14 @@ class Stats:
                 self._c[k] += v
             self.last_activity = time.monotonic()
 
-    def batch(self, received, written, duplicates, rejects):
+    def batch(self, received, written, duplicates, rejects, collisions=0):
         now = time.monotonic()
         with self._lock:
             self._c["batches"] += 1
             self._c["messages"] += received
             self._c["written"] += written
             self._c["duplicates"] += duplicates
+            self._c["collisions"] += collisions
             self._c["rejects"] += rejects
             if self._first is None:
                 self._first = now
