@@ -93,6 +93,7 @@ class Delta:
     def __init__(self, schemas, select=None, name="delta"):
         self.schemas = {}
         self.known = {}  # descriptor -> schema (the decoder's, shared by every reader)
+        self.largest = 1  # bytes of the longest record
         self.select = select
         self.name = name
         self.bound = 0  # bits a record may take, at most
@@ -104,6 +105,7 @@ class Delta:
         if (self.schemas and self.select is None) or (self.select and s[_FLAGS] < 0):
             raise ValueError("several layouts need select() and a flags field F")
         self.schemas[key] = self.only = self.known[s[_DESC]] = s
+        self.largest = max(self.largest, s[_SIZE])
         self.bound = max(self.bound, 16 + 10 * len(kinds) + sum(w + 32 for w in s[_WIDE]))
 
     def max_payload(self, count, record_size):

@@ -125,7 +125,7 @@ class _Walk:
         self.rec = bytearray(log.record_size)
         self.h = None
         self.first = 0
-        self.next = 0  # seqn of the record step() decodes next
+        self.at = 0  # seqn of the record step() decodes next
         self._tag = 0
         self._off = 0
         self._left = 0
@@ -136,7 +136,7 @@ class _Walk:
         self.h = st.open(first)
         if self.h is None:
             return False
-        self.first = self.next = first
+        self.first = self.at = first
         self._tag = st.tag(first)
         self._off = st.start
         self._left = 0
@@ -146,35 +146,35 @@ class _Walk:
         """Decode the next record into ``rec``: its length, or None where the bucket's
         valid frames end (for now, or at a bad frame)."""
         if not self._left:
-            fr = self.log._read_frame(self.h, self._tag, self._off, self.next, self.buf)
+            fr = self.log._read_frame(self.h, self._tag, self._off, self.at, self.buf)
             if fr is None:
                 return None
             count, key, p, end, self._off = fr
             if key:
                 self.dec.reset()
-            elif self.next == self.first:
+            elif self.at == self.first:
                 return None  # a bucket starts with a key frame
             self.dec.load(self.buf, p, end)
             self._left = count
         try:
             n = self.dec.next(self.rec)
         except ValueError as e:  # a frame the codec cannot decode (another firmware's)
-            _log("bucket %d: record %d undecodable: %s" % (self.first, self.next, e))
+            _log("bucket %d: record %d undecodable: %s" % (self.first, self.at, e))
             self._left = 0
             self._off = 1 << 30  # nothing after it can be decoded either
             return None
         self._left -= 1
-        self.next += 1
+        self.at += 1
         return n
 
     def read(self, seqn):
         """Decode record ``seqn`` of bucket ``first`` (``seqn >= first``) into ``rec``;
         its length, or None if it is not among the bucket's valid frames."""
-        if self.h is None or self.next > seqn:
+        if self.h is None or self.at > seqn:
             if not self.open(self.first):
                 return None
         n = None
-        while self.next <= seqn:
+        while self.at <= seqn:
             n = self.step()
             if n is None:
                 return None
@@ -246,7 +246,10 @@ class TSLog:
         self.frame_bytes = max(min(4 + self.codec.max_payload(self.frame_records, record_size)
                                    + _CRC, _FRAME_BYTES), one)
         self.frame_bytes = self._st.check_meta(self._meta_line(), recreate)
-        self._pend = bytearray(self.frame_records * record_size)  # stored, not yet framed
+        # Records stored, not framed yet, ``_stride`` bytes apart: the largest record the
+        # codec knows (grown when a longer one comes), at most record_size.
+        self._stride = min(record_size, getattr(self.codec, "largest", record_size))
+        self._pend = bytearray(self.frame_records * self._stride)
         self._plen = [0] * self.frame_records
         self._npend = 0
         self._since_commit = 0
@@ -364,8 +367,13 @@ class TSLog:
         if n > self.record_size:
             raise ValueError("record of %d bytes, record_size is %d" % (n, self.record_size))
         self.codec.check(data)
+        if n > self._stride:
+            if self._npend:
+                self._flush()
+            self._stride = n
+            self._pend = bytearray(self.frame_records * n)
         i = self._npend
-        off = i * self.record_size
+        off = i * self._stride
         self._pend[off:off + n] = data
         self._plen[i] = n
         self._npend = i + 1
@@ -385,7 +393,7 @@ class TSLog:
             self._enc.reset()
         buf = self._fbuf
         try:
-            end = self._enc.encode(self._pend, self._plen, i, k, self.record_size, buf, 4)
+            end = self._enc.encode(self._pend, self._plen, i, k, self._stride, buf, 4)
         except IndexError:  # past the buffer: the coder's state is spoilt, a key frame redoes it
             self._keyed = False
             return None
@@ -445,7 +453,7 @@ class TSLog:
 
     def _frame_range(self, i, k):
         mv = memoryview(self._pend)
-        rs = self.record_size
+        rs = self._stride
         for j in range(i, i + k):
             t = self.time_of(mv[j * rs:j * rs + self._plen[j]])
             if t is not None:
@@ -544,8 +552,8 @@ class TSLog:
 
     def _remove_bucket(self, first):
         for r in self._readers:
-            if r and r._w.first == first:
-                r._w.close()
+            if r and r.first == first:
+                r.close()
         self._ranges.pop(first, None)
         self._st.remove(first)
 
@@ -705,41 +713,37 @@ class TSLog:
                 r.close()
 
 
-class TSReader:
+class TSReader(_Walk):
     """Reads committed records in order; ``seqn`` is the last returned record's seqn."""
 
     def __init__(self, log, n):
-        self._log = log
+        _Walk.__init__(self, log)
         self._n = n
         self._gen, self.seqn = log._load_cursor(n)
         self._saved = self.seqn
-        self._w = _Walk(log)
 
     def next_record(self):
         """The next committed record as bytes, or None when none is left."""
-        log = self._log
-        s, n = log._next(self._w, self.seqn + 1, log.committed_seqn)
+        log = self.log
+        s, n = log._next(self, self.seqn + 1, log.committed_seqn)
         if n is None:
             if s - 1 > self.seqn:  # dropped or unreadable records were skipped
                 self.seqn = s - 1
             return None
         self.seqn = s
-        return bytes(self._w.rec[:n])
+        return bytes(self.rec[:n])
 
     def next(self):
         """The next committed record unpacked with the log's format, or None."""
         rec = self.next_record()
         if rec is None:
             return None
-        return struct.unpack(self._log.format, rec)
+        return struct.unpack(self.log.format, rec)
 
     def commit(self):
         """Persist the cursor: after a reboot this reader resumes after ``seqn``."""
         if self.seqn == self._saved:
             return  # unchanged: spare the flash
         self._gen += 1
-        self._log._save_cursor(self._n, self._gen, self.seqn)
+        self.log._save_cursor(self._n, self._gen, self.seqn)
         self._saved = self.seqn
-
-    def close(self):
-        self._w.close()
