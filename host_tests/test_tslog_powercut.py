@@ -8,14 +8,17 @@ returned; the reader's committed cursor never moves back nor past the log's end.
 
 import vfs
 
+import record
 import tslog
 from flash import FlashBlockDevice, PowerCut
-from tslog_workload import FMT, check, cut_sweep, time_of, workload
+from tslog_workload import FMT, PLAIN, WEATHER, check, cut_sweep, time_of, workload
 
 MNT = "/flash_pc"
 
 
-def _open():
+def _open(kind=PLAIN):
+    if kind is WEATHER:  # the firmware's queue, in a folder
+        return record.open_queue(MNT + "/log", bucket_size=8, commit_delta=4)
     return tslog.TSLog(MNT + "/log", format=FMT, bucket_size=8, commit_delta=4,
                        time_of=time_of)
 
@@ -31,19 +34,20 @@ def _umount():
         pass
 
 
-def _recover(dev, p):
-    log = _open()
-    check(log, p)
-    log.close()
+def sweep(torn, kind=PLAIN):
+    def recover(dev, p):
+        log = _open(kind)
+        check(log, p, kind)
+        log.close()
 
-
-def sweep(torn):
     _umount()
     dev = FlashBlockDevice(block_size=4096, block_count=64)
     vfs.VfsLfs2.mkfs(dev)
-    total_writes, cuts = cut_sweep(dev, lambda d, p: workload(_open, p, 160), _recover, torn,
-                                   _mount, _umount)
-    print("tslog power-cut sweep: %d writes, %d cuts, torn=%s" % (total_writes, cuts, torn))
+    total_writes, cuts = cut_sweep(dev, lambda d, p: workload(lambda: _open(kind), p, 160,
+                                                              kind=kind),
+                                   recover, torn, _mount, _umount)
+    print("tslog power-cut sweep (%s): %d writes, %d cuts, torn=%s"
+          % (kind.__name__, total_writes, cuts, torn))
     return cuts
 
 
@@ -53,3 +57,11 @@ def test_cut_at_every_write():
 
 def test_cut_at_every_write_torn():
     assert sweep(torn=True) > 50
+
+
+def test_weather_queue_cut_at_every_write():
+    assert sweep(torn=False, kind=WEATHER) > 50
+
+
+def test_weather_queue_cut_at_every_write_torn():
+    assert sweep(torn=True, kind=WEATHER) > 50

@@ -17,9 +17,10 @@ NVS (ESP-IDF non-volatile storage, as ``esp32.NVS`` wraps it):
 
 Partition: a block device over a ``flash.FlashBlockDevice`` (the same NOR
 semantics, counters and power cuts), found by label or with ``find()``.  The
-table is ESP32-like (nvs, phy_init, factory, vfs); ``attach(label, dev)`` puts
-a given flash device behind a partition (the simulator's persisted image),
-otherwise a blank one is made on first use.
+table is MicroPython's stock ESP32 one (nvs, phy_init, factory, vfs);
+``attach(label, dev)`` puts a given flash device behind a partition (the simulator's
+persisted image, a test's ``tslog`` partition), otherwise a blank one is made on first
+use.
 """
 
 import flash
@@ -160,8 +161,10 @@ class Partition:
 
     @classmethod
     def attach(cls, label, dev):
-        """Back partition ``label`` by ``dev``; its size becomes the device's size."""
-        t, st, addr, _size = cls.table[label]
+        """Back partition ``label`` by ``dev``; its size becomes the device's size. A label
+        not in the table is added as a data partition (subtype undefined, 0x06): a board
+        flashed with a table that has it (``make flash`` writes ``tslog``)."""
+        t, st, addr, _size = cls.table.get(label, (1, 0x06, 0x280000, 0))
         cls.table[label] = (t, st, addr, dev.block_count * dev.block_size)
         cls.devices[label] = dev
         return dev
