@@ -206,7 +206,8 @@ class App:
         # here: console picks these up when a person imports it, so its code (~9 KB of
         # heap) is loaded only then.
         global console_parts
-        console_parts = dict(log=self.queue, lock=self.lock, sender=self.sender,
+        console_parts = dict(log=self.queue, place=self.queue_place, lock=self.lock,
+                             sender=self.sender,
                              wifi=self.wifi, clock=self.clock, sampler=self.sampler,
                              guard=self.guard, version=VERSION, config=self.cfg,
                              dead_path="data/dead.log")
@@ -414,7 +415,17 @@ class App:
                 "am2320_fails": s.fails["am2320"][1],  # type: ignore
                 "bmp180_fails": s.fails["bmp180"][1],  # type: ignore
                 "dropped": dropped, "dead": snd.dead if snd else 0,
-                "sent": snd.sent if snd else 0}
+                "sent": snd.sent if snd else 0, "queue": self.queue_place,
+                "queue_days": self.queue_days()}
+
+    def queue_days(self):
+        """Days of samples the queue holds at this interval: its flash over the flash a
+        record took so far (0 until it holds a few hundred records)."""
+        with self.lock:
+            held, used, total = self.queue.usage()  # type: ignore
+        if held < 256 or not used:
+            return 0
+        return int(total * held / used * self.sampler.interval_ms / 86400000)  # type: ignore
 
     def stats(self):
         """One dict of figures for status lines, tests and the simulator (no secrets)."""

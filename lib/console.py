@@ -424,6 +424,10 @@ def status():
                 lags.append(last - log.reader(n).seqn)
             st["buckets"] = log.buckets()
             st["free_records"] = log.free()
+            held, used, total = log.usage()
+        st["queue"] = _parts.get("place") or log.folder or "partition"
+        st["bytes_per_record"] = used / held if held else None
+        st["queue_bytes"] = total
         st["last_seqn"] = last
         st["reader_lag"] = lags
         st["corrupt"] = log.corrupt
@@ -468,6 +472,11 @@ def _print_status(st):
         p("log        last seqn %d, %d bucket(s), reader lag %s, corrupt %d, dropped %d" % (
             st["last_seqn"], st["buckets"], st["reader_lag"], st["corrupt"], st["dropped"]))
         days = st["days_until_full"]
+        bpr = st["bytes_per_record"]
+        p("queue      %s, %d bytes%s" % (st["queue"], st["queue_bytes"], (
+            ", %.1f bytes a record: %.1f days in all at %d records/day" % (
+                bpr, st["queue_bytes"] / bpr / st["records_per_day"], st["records_per_day"])
+            if bpr and st["records_per_day"] else "")))
         p("flash      %s bytes free = %d records%s" % (
             st["flash_free_bytes"], st["free_records"],
             ", %.1f days at %d records/day" % (days, st["records_per_day"])

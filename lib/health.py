@@ -35,6 +35,8 @@ bmp180_fails    INTEGER   failed BMP180 readings since boot
 dropped         INTEGER   unsent records deleted because the flash was full
 dead            INTEGER   records dead-lettered by the sender since boot
 sent            INTEGER   records uploaded since boot
+queue           VARCHAR   where the queue is: ``partition tslog`` or its folder
+queue_days      INTEGER   days of samples the queue holds at this interval (estimate)
 ==============  ========  ===================================================
 """
 
@@ -51,7 +53,7 @@ FIELDS = (("boot", "INTEGER"), ("reset_cause", "VARCHAR"), ("resets", "VARCHAR")
           ("wifi_drops", "INTEGER"), ("samples", "INTEGER"), ("stored", "INTEGER"),
           ("missed", "INTEGER"), ("sensor_failed", "INTEGER"), ("am2320_fails", "INTEGER"),
           ("bmp180_fails", "INTEGER"), ("dropped", "INTEGER"), ("dead", "INTEGER"),
-          ("sent", "INTEGER"))
+          ("sent", "INTEGER"), ("queue", "VARCHAR"), ("queue_days", "INTEGER"))
 
 
 class Health:

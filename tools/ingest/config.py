@@ -28,7 +28,7 @@ HEALTH_RECORD = {
     "queue_lag": "INTEGER", "rssi": "INTEGER", "wifi_drops": "INTEGER", "samples": "INTEGER",
     "stored": "INTEGER", "missed": "INTEGER", "sensor_failed": "INTEGER",
     "am2320_fails": "INTEGER", "bmp180_fails": "INTEGER", "dropped": "INTEGER",
-    "dead": "INTEGER", "sent": "INTEGER",
+    "dead": "INTEGER", "sent": "INTEGER", "queue": "VARCHAR", "queue_days": "INTEGER",
 }
 
 DEFAULTS = {
