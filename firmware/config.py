@@ -23,7 +23,7 @@ DEFAULTS = {
     "i2c_freq": 100000,  # Hz; the AM2320 is specified up to 100 kHz only
     "led_pin": 2,  # GPIO of the Wi-Fi status LED (PWM); -1 = no LED
     # -- sampling and the on-flash queue (TSLog)
-    "sample_interval_s": 2,  # s between samples (the AM2320 needs >= 2 s)
+    "sample_interval_s": 2,  # s between samples (below 2 s the AM2320 rests in some slots)
     "send_interval_s": 10,  # s between upload attempts
     "commit_delta": 16,  # samples between TSLog commits: at most this many lost on a power cut
     "tslog_partition": "tslog",  # data partition for the queue (make flash creates it)
