@@ -48,11 +48,11 @@ def test_message_format():
     assert m["$type"] == "weather_record" and m["symbol"] == "esp2462" and m["seq"] == 7
     assert m["timestamp"] == "2021-11-28T12:34:56.006Z"
     assert m["bmp180_pressure"] == 101325 and m["am2320_temp"] == 20 and m["mem_free"] == 90000
-    nan = float("nan")
-    rec = (1638102896006, nan, 50.0, 21.3, 101325.5, 12.5, 1, 2, 1, record.FLAG_UTC)
+    rec = record.decode(record.encode(1638102896006, (0, 0, 213, 101325, 1, 3), 1,
+                                      record.FLAG_UTC | record.FLAG_NO_AM))
     m = json.loads(s.message(1, rec))
-    assert m["am2320_temp"] is None and m["bmp180_temp"] == 21.3
-    assert m["bmp180_pressure"] == 101325.5
+    assert m["am2320_temp"] is None and m["am2320_humidity"] is None  # a failed reading
+    assert m["bmp180_temp"] == 21.3 and m["bmp180_pressure"] == 101325 and m["mem_free"] == 2
 
 
 def test_all_written_in_order_and_committed():
