@@ -22,9 +22,26 @@ except Exception as e:  # noqa: BLE001 - keep the REPL reachable whatever happen
     print("boot.py: set-up failed:")
     sys.print_exception(e)  # type: ignore[attr-defined]
 
-try:
-    from settings import set_config, show_config, write_wifi  # noqa: F401 - REPL helpers
-except Exception as e:  # noqa: BLE001
-    print("boot.py: settings helpers unavailable:", e)
+
+
+# The REPL helpers import lib/settings.py when called: kept loaded, its code would hold
+# ~10 KB of the heap the uploader needs (app drops it after boot for the same reason).
+def show_config():
+    import settings
+
+    return settings.show_config()
+
+
+def set_config(key, value):
+    import settings
+
+    return settings.set_config(key, value)
+
+
+def write_wifi(ssid, password):
+    import settings
+
+    return settings.write_wifi(ssid, password)
+
 
 gc.collect()
