@@ -28,6 +28,7 @@ import os
 import sys
 import time  # the virtual clock (tools/sim/mp/time.py)
 
+import sim_heap  # first: --mp32 reserves the firmware's heap before the set-up fragments it
 import vfs
 from sim_flash import FileFlash
 from sim_vfs import LockedVfs
@@ -202,6 +203,8 @@ def watcher(w, dev):
             builtin.sleep_ms(100000)  # tools/sim kills the process now
         try:
             emit(status(w))
+        except MemoryError:  # --mp32: no heap left by the firmware for this line; next one
+            pass
         except Exception as e:  # noqa: BLE001
             emit({"ev": "st_error", "error": repr(e)})
 
@@ -267,6 +270,7 @@ def dead_seqs(path="data/dead.log"):
 
 def finish(w):
     a = _app()
+    sim_heap.release()
     for name in ("sim_stop", "stop", "commit"):
         f = getattr(a, name, None) if a is not None else None
         if f is not None:
@@ -304,6 +308,7 @@ def main():
     # without that hook, or one that does not stop within 2 simulated minutes.
     time.sim_end_ms[0] = CONF["end_ms"] + 120000
     emit({"ev": "boot", "v": time.sim_elapsed_ms(), "reset_cause": machine.reset_cause()})
+    sim_heap.hand_over()
     _thread.start_new_thread(watcher, (w, dev))
     g = _fw
     g["__name__"] = "__main__"
@@ -323,6 +328,7 @@ def main():
         if time.sim_elapsed_ms() >= CONF["end_ms"]:
             finish(w)
             return 0
+        sim_heap.release()
         emit(status(w, "final"))  # the figures as the reset left them (after app.shutdown)
         save_rtc(e.cause)
         return EXIT_RESET
