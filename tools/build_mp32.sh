@@ -59,12 +59,19 @@ if [ ! -f "$top/lib/mbedtls/include/mbedtls/ssl.h" ]; then
 fi
 
 start=$(date +%s)
-echo "mp32: building the 32-bit unix port from $what ($jobs jobs)"
-make -s -C "$top/mpy-cross" -j"$jobs" BUILD="$work/mpy-cross"
-# FFI and btree need 32-bit libffi / berkeley-db sources the firmware never uses.
-make -s -C "$top/ports/unix" -j"$jobs" BUILD="$work/unix" \
-    MICROPY_MPYCROSS="$work/mpy-cross/mpy-cross" \
-    CFLAGS_EXTRA=-m32 LDFLAGS_EXTRA=-m32 MICROPY_PY_FFI=0 MICROPY_PY_BTREE=0
+log="$out/build.log"
+echo "mp32: building the 32-bit unix port from $what ($jobs jobs; log: $log)"
+{
+    make -C "$top/mpy-cross" -j"$jobs" BUILD="$work/mpy-cross" &&
+    # FFI and btree need 32-bit libffi / berkeley-db sources the firmware never uses.
+    make -C "$top/ports/unix" -j"$jobs" BUILD="$work/unix" \
+        MICROPY_MPYCROSS="$work/mpy-cross/mpy-cross" \
+        CFLAGS_EXTRA=-m32 LDFLAGS_EXTRA=-m32 MICROPY_PY_FFI=0 MICROPY_PY_BTREE=0
+} >"$log" 2>&1 || {
+    tail -n 25 "$log" >&2
+    echo "mp32: the build failed (whole log: $log)" >&2
+    exit 1
+}
 "$work/unix/micropython" -c "import sys; assert sys.maxsize == 2**31 - 1, sys.maxsize" || {
     echo "mp32: the build is not 32-bit" >&2
     exit 1
