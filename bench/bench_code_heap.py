@@ -12,9 +12,9 @@ imported as ``.mpy`` in a fresh interpreter; the figure is the live heap it adds
   ``console`` (REPL only), ``archive`` (SD card only), ``tslog_raw`` (partition only).
 
 The venv's unix port is 64-bit (8-byte pointers, 32-byte heap blocks): about 1.4x a
-board's figures. ``MICROPYTHON32=/path/to/micropython`` adds a column for a 32-bit unix
-build (the ESP32's object layout: 4-byte pointers, 16-byte blocks); README.md says how
-to build one by hand and keeps the figures measured with it. (The webassembly port is
+board's figures. A 32-bit unix build (the ESP32's object layout: 4-byte pointers, 16-byte
+blocks) adds a column: the one ``make mp32`` built, or ``MICROPYTHON32=/path/to/micropython``;
+README.md keeps the figures measured with it. (The webassembly port is
 32-bit too but measured ~30 % above the 32-bit unix build: not a board's layout.)
 
 Run: ``.venv/bin/python bench/bench_code_heap.py`` (a few seconds).
@@ -75,9 +75,11 @@ def kb(n):
 
 def main():
     binaries = [("64-bit unix", str(BIN / "micropython"))]
-    b32 = os.environ.get("MICROPYTHON32")
-    if b32:
-        binaries.insert(0, ("32-bit unix", b32))
+    b32 = os.environ.get("MICROPYTHON32") or ROOT / ".mp32" / "micropython"
+    if os.path.exists(b32):
+        binaries.insert(0, ("32-bit unix", os.path.abspath(b32)))  # run from a temp dir
+    else:
+        print("no 32-bit build (make mp32 MP_SRC=...): 64-bit figures only")
     work = tempfile.mkdtemp(prefix="bench_code_heap-")
     mpy = os.path.join(work, "mpy")
     os.mkdir(mpy)

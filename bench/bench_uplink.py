@@ -30,9 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "host_tests" / "fakes")]
 BIN = Path(sys.executable).parent
 MP = str(BIN / "micropython")
-# A 32-bit build (the ESP32's pointer size; README.md: "A 32-bit MicroPython for figures")
-# runs first when given: MICROPYTHON32=/path/to/micropython.
-MP32 = os.environ.get("MICROPYTHON32")
+# A 32-bit build (the ESP32's pointer size; README.md, "A 32-bit MicroPython") runs first:
+# the one `make mp32` built, or MICROPYTHON32=/path/to/micropython.
+MP32 = os.environ.get("MICROPYTHON32") or (
+    str(ROOT / ".mp32" / "micropython") if (ROOT / ".mp32" / "micropython").exists() else None)
 # 64k is the issue's target: a 32-bit build drains in it; on the 64-bit unix port the code
 # takes ~1.4x the heap and nearly fills it, so the next sizes show where it fits there.
 HEAPS = ("64k", "80k", "88k", "96k")
@@ -180,7 +181,8 @@ def main():
     d = tempfile.mkdtemp(prefix="bench_uplink-")
     compile_mpy()
     print("uplink drain of %d queued records (43200 = one day at 0.5 Hz), modules as .mpy, "
-          "real TSLog, 64-bit unix port%s" % (n, " and a 32-bit build" if MP32 else ""))
+          "real TSLog, 64-bit unix port%s" % (n, " and a 32-bit build" if MP32 else
+                                              " (no 32-bit build: make mp32 MP_SRC=...)"))
     try:
         srv = IngestServer(d + "/srv", {}, port=0).start()
         try:

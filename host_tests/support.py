@@ -30,6 +30,24 @@ def skip(reason):
     raise Skip(reason)
 
 
+MP32_HOW = ("no 32-bit MicroPython (the ESP32's pointer size): `make mp32 MP_SRC=<MicroPython "
+            "source tarball or checkout>` builds .mp32/micropython once (needs gcc-multilib: "
+            "apt-get install gcc-multilib), or MICROPYTHON32=<binary> names one "
+            "(README.md, \"A 32-bit MicroPython\")")
+
+
+def micropython32():
+    """The 32-bit unix port the 64 KB heap tests run on: ``$MICROPYTHON32``, else the one
+    ``make mp32`` built; skips the running test, saying how to get one, when there is none."""
+    named = os.getenv("MICROPYTHON32")
+    path = named or (os.getenv("HOST_TEST_ROOT") or ".") + "/.mp32/micropython"
+    if exists(path):
+        return path
+    if named:
+        raise AssertionError("MICROPYTHON32=%s: no such file" % named)
+    skip(MP32_HOW)
+
+
 def cpython_only(reason):
     """Mark a test that cannot run under MicroPython; ``reason`` says why."""
     def mark(f):

@@ -101,10 +101,9 @@ def test_seven_days_with_64k_of_heap():
 
 def test_seven_days_in_a_plain_64k_heap_on_a_32_bit_build():
     """The same commands in ``-X heapsize=64k`` holding code and data, on a 32-bit build
-    (README.md, "A 32-bit MicroPython"): skipped unless ``MICROPYTHON32`` names one."""
-    mp32 = os.getenv("MICROPYTHON32")
-    if not mp32:
-        support.skip("needs MICROPYTHON32=<a 32-bit micropython> (README.md)")
+    (``make mp32``; README.md, "A 32-bit MicroPython"), skipped with how to build one when
+    there is none."""
+    mp32 = support.micropython32()
     d = support.tmpdir("console-heap32")
     _build_in_child(d)
     out = _TMP + "/console-heap-mpy"

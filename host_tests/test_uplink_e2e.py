@@ -303,12 +303,9 @@ def test_drain_one_day_backlog_while_sampling():
 
 
 def test_drain_one_day_in_64k_on_a_32_bit_build():
-    """The same drain in ``-X heapsize=64k`` on a 32-bit build (README.md, "A 32-bit
-    MicroPython"): skipped unless ``MICROPYTHON32`` names one."""
-    mp32 = os.environ.get("MICROPYTHON32")
-    if not mp32:
-        support.skip("needs MICROPYTHON32=<a 32-bit micropython> (README.md)")
-    _drain_one_day("64k", mp32)
+    """The same drain in ``-X heapsize=64k`` on a 32-bit build (``make mp32``; README.md,
+    "A 32-bit MicroPython"), skipped with how to build one when there is none."""
+    _drain_one_day("64k", support.micropython32())
 
 
 def _drain_one_day(heap, mp=None):

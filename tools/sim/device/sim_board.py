@@ -41,6 +41,7 @@ import os
 import sys
 import time  # the virtual clock (tools/sim/mp/time.py)
 
+import sim_heap  # first: --mp32 reserves the firmware's heap before the set-up fragments it
 import vfs
 from sim_flash import FileFlash
 from sim_vfs import LockedVfs
@@ -237,6 +238,8 @@ def watcher(w):
             print(msg)
         try:
             st = status(w)
+        except MemoryError:  # --mp32: no heap left by the firmware for this line; next one
+            continue
         except Exception as e:  # noqa: BLE001
             st = {"ev": "st_error", "error": repr(e)}
         emit(st)
@@ -401,6 +404,7 @@ def dead_seqs(path="data/dead.log"):
 
 def finish(w, part):
     a = _app()
+    sim_heap.release()
     for name in ("sim_stop", "stop", "commit"):
         f = getattr(a, name, None) if a is not None else None
         if f is not None:
@@ -443,6 +447,7 @@ def main():
     time.sim_end_ms[0] = CONF["end_ms"] + 120000
     emit({"ev": "boot", "v": time.sim_elapsed_ms(), "reset_cause": machine.reset_cause()})
     set_timers(w, (dev, part))
+    sim_heap.hand_over()
     _thread.start_new_thread(watcher, (w,))
     g = _fw
     g["__name__"] = "__main__"
@@ -463,6 +468,7 @@ def main():
         if time.sim_elapsed_ms() >= CONF["end_ms"]:
             finish(w, part)
             return 0
+        sim_heap.release()
         emit(status(w, "final"))  # the figures as the reset left them (after app.shutdown)
         save_rtc(e.cause)
         return EXIT_RESET

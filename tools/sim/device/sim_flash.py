@@ -44,7 +44,11 @@ class FileFlash(flash.FlashBlockDevice):
         else:
             self.created = False
         self._f = f
+        # Preallocated: the chip's driver takes no heap, so neither may its model (--mp32
+        # gives the firmware a board's heap, which these would eat into).
         self._buf = bytearray(block_size)
+        self._new = bytearray(block_size)
+        self._blank = b"\xff" * block_size
 
     def erase(self, block):
         cut = self._tick()
@@ -52,7 +56,7 @@ class FileFlash(flash.FlashBlockDevice):
         if not cut or self._torn:
             n = bs // 2 if cut else bs
             self._f.seek(block * bs)
-            self._f.write(b"\xff" * n)
+            self._f.write(memoryview(self._blank)[:n])
             self._f.flush()
             self.erase_counts[block] += 1
             self.blocks_erased += 1
@@ -66,13 +70,15 @@ class FileFlash(flash.FlashBlockDevice):
             if not self._torn:
                 raise flash.PowerCut()
             n //= 2
-        old = memoryview(self._buf)[:n] if n <= len(self._buf) else bytearray(n)
+        if n <= len(self._buf):
+            old, new = memoryview(self._buf)[:n], memoryview(self._new)[:n]
+        else:
+            old, new = bytearray(n), bytearray(n)
         self._f.seek(addr)
         self._f.readinto(old)
         if old == _erased(n):  # the usual case: programming erased flash
             new = buf if n == len(buf) else memoryview(buf)[:n]
         else:
-            new = bytearray(n)
             for i in range(n):
                 o = old[i]
                 b = buf[i]
