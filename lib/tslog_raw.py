@@ -281,14 +281,19 @@ class RawStore:
         return 1 << 30  # not a filesystem: see free_records()
 
     def used_bytes(self):
-        """(bytes the held records take: their blocks, the open one as far as written,
-        plus the cursor blocks and the block the ring keeps erased; the partition)."""
+        """(flash bytes the held records take, with their share of every overhead; the
+        partition): the partition over the records it holds when the ring is full (all
+        data blocks but the one the ring keeps erased, at the data bytes each record took
+        so far), times the records held."""
         log = self.log
+        held = log.held()
         n = len(log._buckets)
-        used = (self.k + 1) * self.bs
-        if n:
-            used += (n - 1) * self.bs + log._used
-        return used, self.nblocks * self.bs
+        data = (n - 1) * (self.bs - self.start - _RANGE_SIZE) + log._used - self.start
+        total = self.nblocks * self.bs
+        if held <= 0 or data <= 0:
+            return 0, total
+        full = (self.nblocks - self.k - 1) * (self.bs - self.start - _RANGE_SIZE) * held / data
+        return int(total * held / full), total
 
     def free_records(self):
         log = self.log
