@@ -162,3 +162,44 @@ def test_with_fake_ntptime_over_the_fake_wifi():
     finally:
         clk.uninstall()
         network.world.reset()
+
+
+def test_epochs_kept_across_boots_and_estimated_for_boots_without_a_clock():
+    import support
+
+    path = support.tmpdir("epochs") + "/epochs.json"
+    e = clock.Epochs(path, interval_ms=2000, log=lambda m: None)
+    e.learned(3, 1700000000000)  # boot 3 had NTP
+    # boot 4 never learned the time: its last record was 50 s after its start; boot 5
+    # neither (its last at 20 s); boot 6 learns it
+    e.ended(4, 50000)
+    e = clock.Epochs(path, interval_ms=2000)  # (a reboot between)
+    e.ended(5, 20000)
+    new = clock.Epochs(path, interval_ms=2000).learned(6, 1700000900000)
+    assert new == [6, 5, 4]
+    e = clock.Epochs(path, interval_ms=2000)
+    assert e.epochs[6] == 1700000900000 and 6 not in e.estimated
+    assert e.epochs[5] == 1700000900000 - 20000 - 2000 and 5 in e.estimated
+    assert e.epochs[4] == e.epochs[5] - 50000 - 2000 and 4 in e.estimated
+    assert e.epochs[3] == 1700000000000 and 3 not in e.estimated
+    # the order holds: boot 4's last record before boot 5's first, 5's last before 6's
+    assert e.epochs[4] + 50000 < e.epochs[5] and e.epochs[5] + 20000 < e.epochs[6]
+
+
+def test_epochs_file_damaged_or_missing():
+    import support
+
+    d = support.tmpdir("epochs")
+    logs = []
+    e = clock.Epochs(d + "/none.json", log=logs.append)
+    assert e.epochs == {} and logs == []
+    with open(d + "/bad.json", "w") as f:
+        f.write("{not json")
+    e = clock.Epochs(d + "/bad.json", log=logs.append)
+    assert e.epochs == {} and any("unreadable" in m for m in logs)
+    e.learned(1, 5)
+    assert clock.Epochs(d + "/bad.json").epochs == {1: 5}
+    e = clock.Epochs(d + "/bad.json", keep=3)
+    for b in range(2, 9):
+        e.learned(b, b * 1000)
+    assert sorted(clock.Epochs(d + "/bad.json").epochs) == [6, 7, 8]

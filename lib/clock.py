@@ -130,3 +130,80 @@ class Clock:
             self.last_correction_ms = utc - (epoch + m)
             self.log("clock: resync, UTC vs monotonic %+d ms" % self.last_correction_ms)
         return True
+
+
+class Epochs:
+    """Boot epochs kept across boots: the UTC ms at which each recent boot's monotonic clock
+    read 0, so that a record stamped with ms-since-boot (taken before NTP) still gets its
+    time after a reset (a JSON file, ``data/epochs.json``; the last ``keep`` boots).
+
+    ``learned(boot, epoch)``: this boot's clock was set. A boot that never learned the time
+    gets an *estimated* epoch from the boot after it: its last record (``ended(boot,
+    mono_ms)``, told at the next boot from the queue's tail) is put one ``interval_ms``
+    before the next boot's monotonic 0, so records keep their order and the estimate is
+    late by the time the board was off minus one interval (seconds after a reset; after a
+    power cut, as long as the power was gone: docs/firmware.md). ``epochs``: ``{boot: ms}``;
+    ``estimated``: the boots whose epoch is an estimate.
+    """
+
+    def __init__(self, path="data/epochs.json", interval_ms=2000, keep=16, log=print):
+        self.path = path
+        self.interval_ms = interval_ms
+        self.keep = keep
+        self.log = log
+        self.epochs = {}
+        self.estimated = set()
+        self.ends = {}  # boot -> mono ms of its last record without a wall-clock time
+        try:
+            import json
+
+            with open(path) as f:
+                d = json.load(f)
+            for k, v in d.get("epochs", {}).items():
+                self.epochs[int(k)] = int(v[0])
+                if v[1]:
+                    self.estimated.add(int(k))
+            for k, v in d.get("ends", {}).items():
+                self.ends[int(k)] = int(v)
+        except (OSError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+            if not isinstance(e, OSError):  # a damaged file: estimates start again
+                self.log("clock: %s unreadable (%s): boot epochs start afresh" % (path, e))
+
+    def _save(self):
+        import fsutil
+
+        boots = sorted(set(self.epochs) | set(self.ends))[-self.keep:]
+        d = {"epochs": {}, "ends": {}}
+        for b in boots:
+            if b in self.epochs:
+                d["epochs"][str(b)] = [self.epochs[b], b in self.estimated]
+            if b in self.ends:
+                d["ends"][str(b)] = self.ends[b]
+        try:
+            import json
+
+            fsutil.write_atomic(self.path, json.dumps(d))
+        except OSError as e:
+            self.log("clock: cannot save %s: %s" % (self.path, e))
+
+    def ended(self, boot, mono_ms):
+        """Boot ``boot``'s last record was stamped ``mono_ms`` (no wall-clock time)."""
+        if self.ends.get(boot) != mono_ms and boot not in self.epochs:
+            self.ends[boot] = mono_ms
+            self._save()
+
+    def learned(self, boot, epoch_ms):
+        """Boot ``boot`` learned its epoch; returns the boots whose epoch is now known
+        (itself and the earlier boots estimated from it)."""
+        self.epochs[boot] = epoch_ms
+        self.estimated.discard(boot)
+        new = [boot]
+        b = boot
+        while (b - 1) & 0xFFFF in self.ends and (b - 1) & 0xFFFF not in self.epochs:
+            prev = (b - 1) & 0xFFFF
+            self.epochs[prev] = self.epochs[b] - self.ends[prev] - self.interval_ms
+            self.estimated.add(prev)
+            new.append(prev)
+            b = prev
+        self._save()
+        return new
