@@ -127,7 +127,7 @@ def test_transport_errors_back_off():
     srv, rd, s, _ = make(3)
 
     def boom():
-        raise https.ConnectionLost("reset after store")
+        raise https.HTTPError("reset", "reset after store")
 
     srv.script = [boom]  # the server stored the batch, the reply was lost
     s.step()

@@ -167,4 +167,5 @@ class OAuth:
             self._log("oauth: %s grant refused: %d %s" % (pairs[0][1], resp.status, code))
             return False
         # 5xx or anything unexpected: transient, let the caller retry later
-        raise https.StatusError(resp.status, "token request failed (%s)" % (code or resp.reason))
+        raise https.HTTPError("status", "HTTP %d token request failed (%s)" % (
+            resp.status, code or resp.reason), resp.status)

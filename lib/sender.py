@@ -416,10 +416,10 @@ class Sender:
             return self._refused(n, resp)
         if st == 401:
             self._auth.invalidate()
-        raise https.StatusError(st, resp.reason)  # type: ignore
+        raise https.HTTPError("status", "HTTP %d %s" % (st, resp.reason), st)  # type: ignore
 
     def _errors(self, n, resp):
-        """The error list of a 200 reply; ProtocolError if the body is not a JSON array
+        """The error list of a 200 reply; a "protocol" HTTPError if the body is not a JSON array
         (then nothing is known to be written: the caller backs off)."""
         errors = None
         if not resp.truncated:
@@ -435,10 +435,10 @@ class Sender:
                 return errors
         if resp.truncated and n > 1:
             self._limit = n // 2  # a long error list: fewer records, a shorter reply
-        raise https.ProtocolError("HTTP 200 but the reply is %s, not a JSON array of errors "
-                                  "(captive portal or proxy?)" % (
-                                      "cut at %d bytes" % len(resp.body) if resp.truncated
-                                      else "%d bytes of something else" % len(resp.body)))
+        raise https.HTTPError("protocol", "HTTP 200 but the reply is %s, not a JSON array of "
+                              "errors (captive portal or proxy?)" % (
+                                  "cut at %d bytes" % len(resp.body) if resp.truncated
+                                  else "%d bytes of something else" % len(resp.body)))
 
     def _handle_200(self, n, errors):
         self._ok()
@@ -510,7 +510,8 @@ class Sender:
                 self._batch.insert(0, it)
             self._suspects = []
             self._limit = len(self._batch)
-            raise https.StatusError(resp.status, "server refuses every record (%s)" % text[:60])
+            raise https.HTTPError("status", "HTTP %d: server refuses every record (%s)" % (
+                resp.status, text[:60]), resp.status)
         self._suspects.append((item, text))  # the next record alone tells record from server
         self._limit = 1
         self.retries += 1
