@@ -70,6 +70,7 @@ _FLUSH = const(256)  # bytes of JSON gathered before one socket write
 # records: up to 2 adjacent poisoned records are isolated and dead-lettered.
 _SUSPECTS_MAX = const(3)
 _ERR_TEXT_MAX = const(200)
+_JSON = "application/json"
 
 
 class DeadLetterLog:
@@ -116,6 +117,21 @@ def write_path(stream, write_mode):
     """``/api/v0/{stream}/write``, with ``?writeMode=`` when ``write_mode`` is set."""
     path = "/api/v0/%s/write" % stream
     return path + "?writeMode=" + write_mode if write_mode else path
+
+
+def post(client, auth, path, body, length=None):
+    """POST a JSON array (``body`` as ``https.Client.request`` takes it) to TimeBase's
+    ``write_path`` with ``auth``'s Bearer token; returns the ``https.Response``. A 401
+    (the token expired, or the server restarted with a new key) forgets the token, and
+    the POST is sent once more with a new one. The sender's and ``health``'s POST."""
+    for _ in (0, 1):
+        resp = client.request("POST", path, (("Authorization", auth.authorization()),
+                                             ("Content-Type", _JSON), ("Accept", _JSON)),
+                              body, length)
+        if resp.status != 401:
+            break
+        auth.invalidate()
+    return resp  # type: ignore
 
 
 class Sender:
@@ -393,17 +409,8 @@ class Sender:
     def _post(self):
         n = self._limit
         length = self._length(n)
-        resp = None
-        for attempt in (0, 1):
-            headers = (("Authorization", self._auth.authorization()),
-                       ("Content-Type", "application/json"), ("Accept", "application/json"))
-            resp = self._client.request("POST", self._path, headers,
-                                        lambda: self._chunks(n), length)
-            if resp.status != 401 or attempt:
-                break
-            self._auth.invalidate()  # expired or the server restarted with a new key
-            self.retries += 1
-        st = resp.status  # type: ignore
+        resp = post(self._client, self._auth, self._path, lambda: self._chunks(n), length)
+        st = resp.status
         if st == 200:
             errors = self._errors(n, resp)  # raises unless the server really answered
             done = 0
@@ -414,9 +421,7 @@ class Sender:
             return done + self._handle_200(n, errors)
         if st in (400, 403, 413):
             return self._refused(n, resp)
-        if st == 401:
-            self._auth.invalidate()
-        raise https.HTTPError("status", "HTTP %d %s" % (st, resp.reason), st)  # type: ignore
+        raise https.HTTPError("status", "HTTP %d %s" % (st, resp.reason), st)
 
     def _errors(self, n, resp):
         """The error list of a 200 reply; a "protocol" HTTPError if the body is not a JSON array
