@@ -331,7 +331,7 @@ def test_health_posts_the_latest_snapshot_best_effort():
             self.calls = []
             self.replies = []
 
-        def request(self, method, path, headers, body):
+        def request(self, method, path, headers, body, length=None):
             self.calls.append((method, path, dict(headers), body))
             r = self.replies.pop(0)
             if isinstance(r, Exception):
@@ -382,12 +382,15 @@ def test_health_posts_the_latest_snapshot_best_effort():
     assert h.step() is False and h.failed == 1 and "110" in h.last_error
     assert h.step() is None  # a failure waits for the next interval: no retry burst
     h._next_ms = time.ticks_ms()
-    c.replies = [Resp(401, b"")]
-    assert h.step() is False and au.invalid == 1
+    c.replies = [Resp(401, b""), Resp(401, b"")]  # the token renewed, sent once more
+    assert h.step() is False and au.invalid == 2 and "401" in h.last_error
+    h._next_ms = time.ticks_ms()
+    c.replies = [Resp(401, b""), Resp(200, b"[]")]  # the server's key changed
+    assert h.step() is True and au.invalid == 3 and h.sent == 2
     h._next_ms = time.ticks_ms()
     c.replies = [Resp(200, b'[{"message":"bad","error":"Unknown type"}]')]
     assert h.step() is False and "refused" in h.last_error
-    assert len(c.calls) == 4 and json.loads(c.calls[-1][3])[0]["samples"] == 4  # latest
+    assert len(c.calls) == 7 and json.loads(c.calls[-1][3])[0]["samples"] == 5  # latest
 
 
 @support.cpython_only("imports tools.ingest (desktop)")

@@ -68,8 +68,8 @@ def test_server_error_is_transient():
             return resp(503, "busy")
 
     a = oauth.OAuth(Down(), "admin", "pw", log=lambda m: None)
-    e = support.raises(https.StatusError, a.token)
-    assert e.status == 503 and a.failed is None
+    e = support.raises(https.HTTPError, a.token)
+    assert e.category == "status" and e.status == 503 and a.failed is None
 
 
 def test_expiry_survives_ticks_wrap():

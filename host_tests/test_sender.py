@@ -53,6 +53,9 @@ def test_message_format():
     m = json.loads(s.message(1, rec))
     assert m["am2320_temp"] is None and m["am2320_humidity"] is None  # a failed reading
     assert m["bmp180_temp"] == 21.3 and m["bmp180_pressure"] == 101325 and m["mem_free"] == 2
+    # as _chunks writes them: the array's "[", "," and "]" around the messages
+    both = s.message(1, rec, "[") + s.message(2, rec, ",", "]")
+    assert [m["seq"] for m in json.loads(both)] == [1, 2]
 
 
 def test_all_written_in_order_and_committed():
@@ -127,7 +130,7 @@ def test_transport_errors_back_off():
     srv, rd, s, _ = make(3)
 
     def boom():
-        raise https.ConnectionLost("reset after store")
+        raise https.HTTPError("reset", "reset after store")
 
     srv.script = [boom]  # the server stored the batch, the reply was lost
     s.step()
@@ -375,6 +378,13 @@ def test_out_of_memory_while_logging_in_backs_off():
     assert sorted(srv.stored) == [1, 2, 3, 4, 5] and rd.committed == 5
 
 
+def send_pending(s):
+    """``step()`` while it does something at once, as the firmware's uploader loop does."""
+    for _ in range(100):
+        if s.step() == 0 and s.state != "sending":
+            return
+
+
 _PORTAL = "<html><head><title>Sign in</title></head><body>Accept the terms</body></html>"
 
 
@@ -386,13 +396,13 @@ def test_captive_portal_200_backs_off_and_keeps_records():
     for i in range(5, 10):
         rd.add(sample(i))
     srv.portal = resp(200, _PORTAL, {"content-type": "text/html"})
-    s.send_pending(500)
+    send_pending(s)
     assert srv.portal_hits == 1 and s.state == "backoff" and 500 <= s.backoff_ms < 1000
     assert "protocol" in s.last_error
     delays = []
     for _ in range(3):
         s._next_ms = time.ticks_ms()  # skip the wait
-        s.send_pending(500)
+        send_pending(s)
         delays.append(s.backoff_ms)
     assert srv.portal_hits == 4 and 4000 <= delays[2] < 8000, delays  # grows, never reset
     assert rd.committed == 5 and s.sent == 5 and dead.items == []

@@ -2,8 +2,9 @@
 
 One message ``{"$type": "health_record", "symbol", "timestamp", <FIELDS>}`` in a JSON
 array of one, sent to the same ``/api/v0/{stream}/write`` with the same
-``https.Client`` and ``oauth.OAuth`` as the sample ``sender`` (so it must run on the
-uploader's thread: the client is not shared between threads).
+``https.Client`` and ``oauth.OAuth`` as the sample ``sender``, by the same POST
+(``sender.post``: a 401 renews the token and sends once more), so it must run on the
+uploader's thread: the client is not shared between threads.
 
 Best effort, latest snapshot only: a health record is not queued on flash.  If a POST
 fails (offline, server error, refused) nothing is retried; the next interval sends a
@@ -78,9 +79,6 @@ class Health:
         self.failed = 0
         self.last_error = None
 
-    def due(self):
-        return time.ticks_diff(time.ticks_ms(), self._next_ms) >= 0
-
     def message(self):
         """The JSON text of the current snapshot (one message, not the array)."""
         m = {"$type": TYPE_NAME, "symbol": self._symbol,
@@ -95,16 +93,12 @@ class Health:
 
     def step(self, online=True):
         """Send a snapshot if one is due; True sent, False failed, None nothing done."""
-        if not self.due() or not online or not self._clock.is_set:
+        if (time.ticks_diff(time.ticks_ms(), self._next_ms) < 0 or not online
+                or not self._clock.is_set):
             return None
         self._next_ms = time.ticks_add(time.ticks_ms(), self.interval_ms)
         try:
-            body = "[" + self.message() + "]"
-            resp = self._client.request("POST", self._path, (
-                ("Authorization", self._auth.authorization()),
-                ("Content-Type", "application/json"), ("Accept", "application/json")), body)
-            if resp.status == 401:
-                self._auth.invalidate()  # the sender renews it; we try next interval
+            resp = sender.post(self._client, self._auth, self._path, "[" + self.message() + "]")
             if resp.status != 200:
                 raise ValueError("HTTP %d" % resp.status)
             if resp.body.strip() != b"[]":

@@ -20,9 +20,11 @@ Runs unchanged on MicroPython (ESP32 and unix port, mbedTLS) and CPython.
 * Responses are parsed incrementally into a preallocated buffer; at most
   ``max_body`` bytes of body are kept (``Response.truncated`` tells), the rest
   is read and dropped.
-* Failures raise an ``HTTPError`` subclass whose ``category`` says what went
-  wrong: "dns", "connect", "tls", "timeout", "reset", "protocol", "status".
-  A reply that breaks HTTP (a bad status line, header, Content-Length or chunk
+* Failures raise ``HTTPError`` (an ``OSError``; one class, so one class object
+  in the heap) whose ``category`` says what went wrong: "dns", "connect", "tls",
+  "timeout", "reset" (the peer closed or reset the connection in the middle of an
+  exchange), "protocol", "status" (raised by callers for a refused status, with
+  ``status`` set).  A reply that breaks HTTP (a bad status line, header, Content-Length or chunk
   size) is "protocol"; "tls" is kept for the TLS layer.  A reason phrase or a
   kept header value that is not UTF-8 is allowed (RFC 9110 obs-text): its
   other bytes show as "?".
@@ -47,8 +49,6 @@ except ImportError:  # pragma: no cover - ports built without TLS
     ssl = None
 
 _MP = sys.implementation.name == "micropython"
-_ETIMEDOUT = const(110)
-_EAGAIN = const(11)
 _LINE_MAX = const(256)  # bytes of a status/header line kept (the rest is skipped)
 _LINE_PIECES = const(32)  # a header line longer than 32 * _LINE_MAX is an error
 _HEADERS_MAX = const(64)  # most header lines accepted in one response
@@ -58,46 +58,13 @@ _SIZE_DIGITS = const(15)  # most digits of a Content-Length or chunk size
 
 
 class HTTPError(OSError):
-    """Base of all client errors; ``category`` names the kind of failure."""
+    """Every client error. ``category`` names the kind of failure (module docstring);
+    ``status`` is the HTTP status of a "status" error, else None."""
 
-    category = "http"
-
-
-class DNSError(HTTPError):
-    category = "dns"
-
-
-class ConnectError(HTTPError):
-    category = "connect"
-
-
-class TLSError(HTTPError):
-    category = "tls"
-
-
-class Timeout(HTTPError):
-    category = "timeout"
-
-
-class ConnectionLost(HTTPError):
-    """The peer closed or reset the connection in the middle of an exchange."""
-
-    category = "reset"
-
-
-class ProtocolError(HTTPError):
-    category = "protocol"
-
-
-class StatusError(HTTPError):
-    """Raised by ``Response.raise_for_status`` for a status >= 400."""
-
-    category = "status"
-
-    def __init__(self, status, reason, body=b""):
-        super().__init__("HTTP %d %s" % (status, reason))
+    def __init__(self, category, message, status=None):
+        super().__init__(message)
+        self.category = category
         self.status = status
-        self.body = body
 
 
 class Response:
@@ -111,83 +78,57 @@ class Response:
         self.body = body
         self.truncated = truncated
 
-    def raise_for_status(self):
-        if self.status >= 400:
-            raise StatusError(self.status, self.reason, self.body)
-        return self
-
-    def __repr__(self):
-        return "<Response %d %s, %d bytes>" % (self.status, self.reason, len(self.body))
-
 
 def parse_url(url):
     """``(scheme, host, port, base_path)`` of ``http[s]://host[:port][/path]``."""
-    if url.startswith("https://"):
-        scheme, rest, port = "https", url[8:], 443
-    elif url.startswith("http://"):
-        scheme, rest, port = "http", url[7:], 80
-    else:
-        raise ValueError("URL must start with https:// or http://")
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("https", "http"):
+        raise ValueError("URL must be https://... or http://...")
     i = rest.find("/")
-    hostport, path = (rest, "") if i < 0 else (rest[:i], rest[i:].rstrip("/"))
-    if hostport.startswith("["):  # [ipv6]:port
-        j = hostport.find("]")
-        host, tail = hostport[1:j], hostport[j + 1:]
-        if tail.startswith(":"):
-            port = int(tail[1:])
-    elif ":" in hostport:
-        host, p = hostport.rsplit(":", 1)
-        port = int(p)
-    else:
-        host = hostport
+    if i < 0:
+        i = len(rest)
+    host, path = rest[:i], rest[i:].rstrip("/")
+    port = 443 if scheme == "https" else 80
+    j = host.rfind(":")
+    if j > host.rfind("]"):  # a port (an IPv6 address has colons inside its brackets)
+        host, port = host[:j], int(host[j + 1:])
+    if host.startswith("["):
+        host = host[1:-1]
     if not host:
         raise ValueError("URL has no host")
     return scheme, host, port, path
 
 
-def pem_to_der(data):
-    """The DER certificates in PEM text (bytes or str), as a list of bytes."""
-    import binascii
-
-    if isinstance(data, str):
-        data = data.encode()
-    out = []
-    start = 0
-    while True:
-        b = data.find(b"-----BEGIN CERTIFICATE-----", start)
-        if b < 0:
-            break
-        b = data.find(b"\n", b) + 1
-        e = data.find(b"-----END CERTIFICATE-----", b)
-        if b <= 0 or e < 0:
-            raise ValueError("truncated PEM certificate")
-        out.append(binascii.a2b_base64(data[b:e].replace(b"\r", b"").replace(b"\n", b"")))
-        start = e + 25
-    return out
-
-
 def load_ca(path):
-    """The CA certificates in a PEM or DER file, as a list of DER bytes."""
+    """The CA certificates in a PEM or DER file, as a list of DER bytes (PEM: every
+    certificate of a bundle; some mbedTLS builds lack the PEM parser)."""
     with open(path, "rb") as f:
         data = f.read()
-    if b"-----BEGIN" in data:
-        certs = pem_to_der(data)
-        if not certs:
-            raise ValueError("no certificate in %s" % path)
-        return certs
-    return [data]
+    if b"-----BEGIN" not in data:
+        return [data]
+    import binascii
+
+    out = []
+    for part in data.split(b"-----BEGIN CERTIFICATE-----")[1:]:
+        end = part.find(b"-----END")
+        if end < 0:
+            raise ValueError("truncated PEM certificate")
+        out.append(binascii.a2b_base64(part[:end]))  # skips the line breaks
+    if not out:
+        raise ValueError("no certificate in " + path)
+    return out
 
 
 def _size(text, base, what):
     """The non-negative integer written in ``text`` (bytes: digits of ``base`` 10 or 16
-    only, no sign); ProtocolError naming ``what`` otherwise."""
+    only, no sign); a "protocol" HTTPError naming ``what`` otherwise."""
     t = text.strip()
     ok = 0 < len(t) <= _SIZE_DIGITS
     for c in t:  # ints: int() alone would take "-1", "+5", "1_0" and " 0x1"
         if not (48 <= c <= 57 or (base == 16 and 97 <= c | 32 <= 102)):
             ok = False
     if not ok:
-        raise ProtocolError("bad %s" % what)
+        raise HTTPError("protocol", "bad " + what)
     return int(t, base)
 
 
@@ -199,20 +140,21 @@ def _text(data):
         return "".join(chr(c) if 32 <= c < 127 else "?" for c in data)
 
 
-def _is_timeout(e):
-    if type(e).__name__ in ("timeout", "TimeoutError", "SSLWantReadError"):
-        return True
-    return isinstance(e, OSError) and bool(e.args) and e.args[0] in (_ETIMEDOUT, _EAGAIN)
-
-
-def _is_tls(e):
-    if isinstance(e, ValueError):  # MicroPython: certificate verification failed
-        return True
-    if ssl is not None and isinstance(e, getattr(ssl, "SSLError", ())):
-        return True
-    # MicroPython: mbedTLS error codes are large negative numbers
+def _error(e, what, category=None):
+    """The HTTPError for exception ``e`` of socket or TLS operation ``what``: category
+    "timeout", else ``category``, else "tls" or "reset"."""
+    if isinstance(e, HTTPError):
+        return e
     code = e.args[0] if isinstance(e, OSError) and e.args else 0
-    return isinstance(code, int) and code < -255
+    if code in (110, 11) or type(e).__name__ in ("timeout", "TimeoutError", "SSLWantReadError"):
+        category = "timeout"  # ETIMEDOUT, EAGAIN
+    elif category is None:
+        # MicroPython: a failed certificate check is a ValueError, mbedTLS errors are
+        # large negative codes
+        tls = (isinstance(e, ValueError) or (isinstance(code, int) and code < -255)
+               or (ssl is not None and isinstance(e, getattr(ssl, "SSLError", ()))))
+        category = "tls" if tls else "reset"
+    return HTTPError(category, "%s failed: %s" % (what, str(e).strip() or repr(e)))
 
 
 class Client:
@@ -225,42 +167,45 @@ class Client:
     def __init__(self, base_url, ca_file=None, insecure=False, timeout_s=10, max_body=4096,
                  resolve=None, log=print):
         self.scheme, self.host, self.port, self.base_path = parse_url(base_url)
+        h = "[%s]" % self.host if ":" in self.host else self.host
+        self._host = h if self.port == (443 if self.scheme == "https" else 80) else "%s:%d" % (
+            h, self.port)  # the Host header
         self.timeout_s = timeout_s
         self.max_body = max_body
         self._resolve = resolve
         self._log = log
         self._sock = None
         self._in = None  # object with readline(limit) and read(n) (exact, short only at EOF)
-        self._wr = _closed
+        self._wr = None  # the connection's write (set with _in)
         self._ctx = None
         self._got_reply = False
         self._dropped = False
         self.connects = 0  # connections opened (a figure for benchmarks)
+        self.insecure = bool(insecure)
         if self.scheme == "http":
             if not insecure:
-                raise ValueError("plain http:// would send the password and tokens "
-                                 "unencrypted: use https:// (or insecure=True, for a test)")
-            self._log("https: WARNING: plain http:// to %s: the password and tokens cross "
-                      "the network unencrypted" % self.host)
-        else:
-            if ssl is None:
-                raise TLSError("this port has no ssl module")
-            self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            if insecure:
-                if hasattr(self._ctx, "check_hostname"):  # CPython refuses CERT_NONE otherwise
-                    self._ctx.check_hostname = False  # type: ignore
-                self._ctx.verify_mode = ssl.CERT_NONE
-                self._log("https: WARNING: TLS certificate verification is OFF for %s" % self.host)
-            else:
-                if not ca_file:
-                    raise ValueError("https needs ca_file (or insecure=True)")
-                for der in load_ca(ca_file):
-                    self._ctx.load_verify_locations(cadata=der)
-                self._ctx.verify_mode = ssl.CERT_REQUIRED
-        self.insecure = bool(insecure)
+                raise ValueError("http:// sends the password unencrypted: use https:// "
+                                 "(or insecure=True)")
+            self._warn()
+            return
+        if ssl is None:
+            raise HTTPError("tls", "no ssl module")
+        self._ctx = ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if insecure:
+            if hasattr(ctx, "check_hostname"):  # CPython refuses CERT_NONE otherwise
+                ctx.check_hostname = False  # type: ignore
+            ctx.verify_mode = ssl.CERT_NONE
+            self._warn()
+            return
+        if not ca_file:
+            raise ValueError("https needs ca_file (or insecure=True)")
+        for der in load_ca(ca_file):
+            ctx.load_verify_locations(cadata=der)
+        ctx.verify_mode = ssl.CERT_REQUIRED
 
-    def __repr__(self):
-        return "<https.Client %s://%s:%d>" % (self.scheme, self.host, self.port)
+    def _warn(self):
+        self._log("https: WARNING: %s to %s" % (
+            "unverified TLS" if self._ctx else "unencrypted http://", self.host))
 
     # -- connection -------------------------------------------------------
     def close(self):
@@ -273,22 +218,14 @@ class Client:
             except OSError:
                 pass
 
-    def _addr(self):
-        if self._resolve is not None:
-            try:
-                return self._resolve(self.host, self.port)
-            except OSError as e:
-                raise DNSError("cannot resolve %s: %r" % (self.host, e))
-        try:
-            ai = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)
-        except OSError as e:
-            raise DNSError("cannot resolve %s: %r" % (self.host, e))
-        if not ai:
-            raise DNSError("no address for %s" % self.host)
-        return ai[0][-1]
-
     def _connect(self):
-        addr = self._addr()
+        try:
+            if self._resolve is not None:
+                addr = self._resolve(self.host, self.port)
+            else:
+                addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
+        except (OSError, IndexError) as e:  # IndexError: no address
+            raise HTTPError("dns", "cannot resolve %s: %r" % (self.host, e))
         s = socket.socket()
         try:
             s.settimeout(self.timeout_s)
@@ -299,22 +236,15 @@ class Client:
             try:
                 s.connect(addr)
             except OSError as e:
-                if _is_timeout(e):
-                    raise Timeout("connect to %s:%d timed out" % (self.host, self.port))
-                raise ConnectError("connect to %s:%d failed: %r" % (self.host, self.port, e))
+                raise _error(e, "connect to %s:%d" % (self.host, self.port), "connect")
             if self.insecure:
-                self._log("https: WARNING: %s to %s" % (
-                    "unverified TLS" if self._ctx is not None else "unencrypted HTTP",
-                    self.host))
+                self._warn()
             if self._ctx is not None:
                 gc.collect()  # the handshake needs its largest blocks: defragment first
                 try:
                     s = self._ctx.wrap_socket(s, server_hostname=self.host)
                 except (OSError, ValueError) as e:
-                    if _is_timeout(e):
-                        raise Timeout("TLS handshake with %s timed out" % self.host)
-                    raise TLSError("TLS handshake with %s failed: %s" % (
-                        self.host, str(e).strip() or repr(e)))
+                    raise _error(e, "TLS handshake with " + self.host, "tls")
         except BaseException:
             s.close()
             raise
@@ -326,26 +256,16 @@ class Client:
         self.connects += 1
 
     # -- low-level I/O ----------------------------------------------------
-    def _io_error(self, e, what):
-        self.close()
-        if isinstance(e, HTTPError):
-            return e
-        if _is_timeout(e):
-            return Timeout("%s timed out" % what)
-        if _is_tls(e):
-            return TLSError("%s: TLS error %r" % (what, e))
-        return ConnectionLost("%s failed: %r" % (what, e))
-
     def _send(self, data):
         if isinstance(data, str):
             data = data.encode()
         mv = memoryview(data)
         while len(mv):
-            n = self._wr(mv)
+            n = self._wr(mv)  # type: ignore
             if n is None:
                 if not _MP:  # CPython sendall returns None when everything went
                     return
-                raise Timeout("send timed out")
+                raise HTTPError("timeout", "send timed out")
             mv = mv[n:]
 
     def _readline(self):
@@ -355,14 +275,14 @@ class Client:
         for _ in range(_LINE_PIECES):
             piece = self._in.readline(_LINE_MAX)  # type: ignore
             if piece is None:
-                raise Timeout("receive timed out")
+                raise HTTPError("timeout", "receive timed out")
             if not piece:
-                raise ConnectionLost("connection closed in headers")
+                raise HTTPError("reset", "connection closed")
             if line is None:
                 line = piece
             if piece.endswith(b"\n"):
                 return line.rstrip(b"\r\n")
-        raise ProtocolError("header line too long")
+        raise HTTPError("protocol", "header line too long")
 
     def _read_into(self, out, n, keep):
         """Read exactly ``n`` body bytes (``n`` < 0: until close), appending up to
@@ -371,9 +291,9 @@ class Client:
             want = _CHUNK if n < 0 or n > _CHUNK else n
             data = self._in.read(want)  # type: ignore
             if data is None:
-                raise Timeout("receive timed out")
+                raise HTTPError("timeout", "receive timed out")
             if len(data) < want and n > 0:
-                raise ConnectionLost("connection closed in body")
+                raise HTTPError("reset", "connection closed")
             k = len(data) if len(data) < keep else keep
             if k > 0:
                 out.extend(data if k == len(data) else data[:k])
@@ -395,30 +315,21 @@ class Client:
         of bytes/str chunks; give ``length`` for a callable (else chunked).
         """
         reused = self._sock is not None
-        for attempt in (0, 1):
+        while True:
             if self._sock is None:
                 self._connect()
             try:
                 self._write_request(method, path, headers, body, length)
                 return self._read_response(method)
-            except _Stale:
-                self.close()
-                if not reused or attempt:
-                    raise ConnectionLost("connection closed before the reply")
-                reused = False  # the server dropped an idle connection: open a new one
-            except HTTPError:
-                self.close()
-                raise
-            except (OSError, ValueError) as e:
-                if reused and not attempt and not _is_timeout(e) and not self._got_reply:
-                    self.close()
-                    reused = False
-                    continue
-                raise self._io_error(e, "%s %s" % (method, path))
-            except BaseException:  # e.g. MemoryError in the body generator: the stream is
-                self.close()  # half-written, never reuse it
-                raise
-        raise ConnectionLost("unreachable")
+            except BaseException as e:  # e.g. MemoryError in the body generator too: the
+                self.close()  # stream is half-written or half-read, never reuse it
+                if not isinstance(e, (OSError, ValueError)):
+                    raise
+                e = _error(e, method + " " + path)
+                # no reply byte on a reused connection: the server had dropped it when idle
+                if not reused or self._got_reply or e.category not in ("reset", "tls"):
+                    raise e
+                reused = False  # open a new one, once
 
     def _write_request(self, method, path, headers, body, length):
         self._got_reply = False
@@ -426,7 +337,7 @@ class Client:
             if isinstance(body, str):
                 body = body.encode()
             length = len(body)
-        hdr = "%s %s%s HTTP/1.1\r\nHost: %s\r\n" % (method, self.base_path, path, self._host_hdr())
+        hdr = "%s %s%s HTTP/1.1\r\nHost: %s\r\n" % (method, self.base_path, path, self._host)
         items = headers.items() if isinstance(headers, dict) else (headers or ())
         for k, v in items:
             hdr += "%s: %s\r\n" % (k, v)
@@ -458,25 +369,16 @@ class Client:
         if length is None:
             self._send(b"0\r\n\r\n")
         elif sent != length:
-            self.close()
-            raise ProtocolError("body was %d bytes, Content-Length said %d" % (sent, length))
-
-    def _host_hdr(self):
-        default = 443 if self.scheme == "https" else 80
-        h = "[%s]" % self.host if ":" in self.host else self.host
-        return h if self.port == default else "%s:%d" % (h, self.port)
+            raise HTTPError("protocol", "body was %d bytes, Content-Length %d" % (sent, length))
 
     def _read_response(self, method):
-        try:
-            line = self._readline()
-        except ConnectionLost:
-            raise _Stale()
+        line = self._readline()
         self._got_reply = True
         while not line:  # tolerate stray CRLF before the status line
             line = self._readline()
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
-            raise ProtocolError("bad status line")
+            raise HTTPError("protocol", "bad status line")
         status = _size(parts[1], 10, "status code")
         reason = _text(parts[2]) if len(parts) > 2 else ""
         keep_alive = parts[0] == b"HTTP/1.1"
@@ -489,7 +391,7 @@ class Client:
                 break
             i = line.find(b":")
             if i <= 0:
-                raise ProtocolError("bad header line")
+                raise HTTPError("protocol", "bad header line")
             name = line[:i].strip().lower()  # bytes: a non-ASCII name is just not ours
             value = line[i + 1:].strip()
             if name == b"content-length":
@@ -505,7 +407,7 @@ class Client:
             elif name in _KEEP:
                 hdrs[name.decode()] = _text(value)
         else:
-            raise ProtocolError("too many headers")
+            raise HTTPError("protocol", "too many headers")
         body = bytearray()
         keep = self.max_body
         self._dropped = False
@@ -513,8 +415,7 @@ class Client:
             length = 0
         if chunked:
             while True:
-                size_line = self._readline()
-                size = _size(size_line.split(b";")[0], 16, "chunk size")
+                size = _size(self._readline().split(b";")[0], 16, "chunk size")
                 if size == 0:
                     while self._readline():  # trailers
                         pass
@@ -529,11 +430,3 @@ class Client:
         if not keep_alive:
             self.close()
         return Response(status, reason, hdrs, bytes(body), self._dropped)
-
-
-def _closed(_data):
-    raise OSError(9)  # EBADF: no connection
-
-
-class _Stale(Exception):
-    """Internal: no reply byte arrived on the connection."""

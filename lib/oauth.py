@@ -60,15 +60,6 @@ def quote(s):
     return "".join(out)
 
 
-def _error_code(resp):
-    """The OAuth ``error`` code of an error reply ('' if none); never its description,
-    which may quote the token."""
-    try:
-        return str(json.loads(resp.body).get("error", ""))[:40]
-    except (ValueError, AttributeError, TypeError):
-        return ""
-
-
 class OAuth:
     """Keeps a valid access token for ``client`` (an ``https.Client``).
 
@@ -94,10 +85,6 @@ class OAuth:
         self.grants = 0  # successful token requests (a figure)
         self.failed = None  # AuthError of the last permanent failure, else None
 
-    def __repr__(self):
-        return "<OAuth user=%s access=%s refresh=%s>" % (
-            self._user, "set" if self._access else "none", "set" if self._refresh else "none")
-
     def valid(self):
         """True if an access token is held and not within ``margin_s`` of expiry."""
         return self._access is not None and time.ticks_diff(
@@ -119,52 +106,51 @@ class OAuth:
             if self._grant((("grant_type", "refresh_token"), ("refresh_token", self._refresh))):
                 return self._access  # type: ignore
             self._refresh = None  # rejected: it expired or the server's key changed
-            self._log("oauth: refresh token rejected")
+            self._log("oauth: refresh token refused")
         if self._password is None or self._user is None:
-            self.failed = AuthError(
-                "no_credentials",
-                "refresh token expired or rejected and no username/password configured")
-            raise self.failed
+            raise self._failure("no_credentials", "refresh token refused, no username/password")
         if self._grant((("grant_type", "password"), ("username", self._user),
                         ("password", self._password), ("scope", self._scope))):
             return self._access  # type: ignore
-        self.failed = AuthError("bad_password", "server refused the username/password")
-        raise self.failed
+        raise self._failure("bad_password", "username/password refused")
+
+    def _failure(self, reason, message):
+        """``AuthError(reason, message)``, kept in ``failed`` (a permanent failure)."""
+        self.failed = AuthError(reason, message)
+        return self.failed
 
     def _grant(self, pairs):
         """One token request; True on success, False if the grant was refused."""
-        body = form_encode(pairs)
         resp = self._client.request("POST", self._path, (
             ("Authorization", self._basic),
             ("Content-Type", "application/x-www-form-urlencoded"),
-            ("Accept", "application/json")), body)
-        body = None
-        if resp.status == 200:
+            ("Accept", "application/json")), form_encode(pairs))
+        try:
+            reply = json.loads(resp.body)
+            code = str(reply.get("error", ""))[:40]  # never the description: it may quote
+        except (ValueError, AttributeError, TypeError):  # the token. Not a JSON object.
+            reply, code = {}, ""
+        st = resp.status
+        if st == 200:
             try:
-                d = json.loads(resp.body)
-                access = d["access_token"]
-                life_ms = int(d.get("expires_in", 300)) * 1000
-            except (ValueError, KeyError, TypeError):
+                access = reply["access_token"]
+                life_ms = min(int(reply.get("expires_in", 300)) * 1000, _MAX_LIFETIME_MS)
+            except (KeyError, ValueError, TypeError):
                 raise AuthError("bad_reply", "token reply is not the expected JSON")
-            if life_ms > _MAX_LIFETIME_MS:
-                life_ms = _MAX_LIFETIME_MS
             self._access = access
             # renew margin_s early, but never sooner than 3/4 of a (test-short) lifetime
             if life_ms // 4 < self._margin_ms:
                 life_ms += self._margin_ms - life_ms // 4
             self._expires = time.ticks_add(time.ticks_ms(), life_ms)
-            if d.get("refresh_token"):
-                self._refresh = d["refresh_token"]
+            self._refresh = reply.get("refresh_token") or self._refresh
             self.grants += 1
             self.failed = None
             return True
-        code = _error_code(resp)
-        if resp.status == 401 and resp.headers.get("www-authenticate", "").startswith("Basic"):
-            self.failed = AuthError("bad_client", "server refused the OAuth client id/secret")
-            raise self.failed
-        if resp.status in (400, 401) and code in ("invalid_grant", "invalid_token",
-                                                  "unauthorized"):
-            self._log("oauth: %s grant refused: %d %s" % (pairs[0][1], resp.status, code))
+        if st == 401 and resp.headers.get("www-authenticate", "").startswith("Basic"):
+            raise self._failure("bad_client", "OAuth client id/secret refused")
+        if st in (400, 401) and code in ("invalid_grant", "invalid_token", "unauthorized"):
+            self._log("oauth: %s grant refused: %d %s" % (pairs[0][1], st, code))
             return False
         # 5xx or anything unexpected: transient, let the caller retry later
-        raise https.StatusError(resp.status, "token request failed (%s)" % (code or resp.reason))
+        raise https.HTTPError("status", "token request: HTTP %d %s" % (st, code or resp.reason),
+                              st)

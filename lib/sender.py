@@ -5,7 +5,8 @@ upper bound of one message's size, ``max_message_bytes``), read
 in sequence order from a ``TSReader`` and POSTed as a JSON array to
 ``{base}/api/v0/{stream}/write[?writeMode=APPEND]`` with a Bearer token.  The
 JSON is generated message by message while it is written to the socket, so
-the heap used does not grow with the batch beyond ``batch_max`` small tuples.
+the heap used does not grow with the batch beyond ``batch_max`` decoded records
+(each decoded once; its JSON measured once for Content-Length, made again when sent).
 
 The reader's cursor is committed only when every record of the batch is
 accounted for (written, or moved to the dead-letter log with its error), and at most
@@ -40,12 +41,14 @@ Outcomes of one POST:
 * ``oauth.AuthError`` (credentials refused for good): state "auth_failed",
   retried every ``backoff_max_ms``; never a reboot.
 
-Call ``step()`` (at most one HTTP exchange) or ``send_pending(budget_ms)``
-from the main loop or a thread.  Figures: ``stats()``.
+Call ``step()`` (at most one HTTP exchange) from the main loop or a thread, again
+while it returns records or ``state`` is "sending".  Figures: ``stats()``.
 """
 
 import binascii
 import json
+import random
+import re
 import time
 
 import https
@@ -53,23 +56,11 @@ import oauth
 import record
 from micropython import const
 
-try:
-    import random
-
-    def _rand16():
-        return random.getrandbits(16)
-except ImportError:  # pragma: no cover
-    import os
-
-    def _rand16():
-        b = os.urandom(2)
-        return b[0] << 8 | b[1]
-
-_FLUSH = const(256)  # bytes of JSON gathered before one socket write
 # Lone records refused in a row before the sender blames the server rather than the
 # records: up to 2 adjacent poisoned records are isolated and dead-lettered.
 _SUSPECTS_MAX = const(3)
 _ERR_TEXT_MAX = const(200)
+_JSON = "application/json"
 
 
 class DeadLetterLog:
@@ -98,18 +89,8 @@ class DeadLetterLog:
 
 def _find_seq(text):
     """The integer after ``seq`` in an error text (``'seq':12`` or ``"seq": 12``), else None."""
-    i = text.find("seq")
-    while i >= 0:
-        j = i + 3
-        while j < len(text) and text[j] in "'\": ":
-            j += 1
-        k = j
-        while k < len(text) and "0" <= text[k] <= "9":
-            k += 1
-        if k > j and text[i + 3:j].count(":") == 1:
-            return int(text[j:k])
-        i = text.find("seq", i + 3)
-    return None
+    m = re.search("seq['\" ]*:['\" ]*([0-9]+)", text)
+    return int(m.group(1)) if m else None
 
 
 def write_path(stream, write_mode):
@@ -118,12 +99,27 @@ def write_path(stream, write_mode):
     return path + "?writeMode=" + write_mode if write_mode else path
 
 
+def post(client, auth, path, body, length=None):
+    """POST a JSON array (``body`` as ``https.Client.request`` takes it) to TimeBase's
+    ``write_path`` with ``auth``'s Bearer token; returns the ``https.Response``. A 401
+    (the token expired, or the server restarted with a new key) forgets the token, and
+    the POST is sent once more with a new one. The sender's and ``health``'s POST."""
+    for _ in (0, 1):
+        resp = client.request("POST", path, (("Authorization", auth.authorization()),
+                                             ("Content-Type", _JSON), ("Accept", _JSON)),
+                              body, length)
+        if resp.status != 401:
+            break
+        auth.invalidate()
+    return resp  # type: ignore
+
+
 class Sender:
     """Batch uploader.
 
-    ``reader``: a TSReader (``next_record()`` -> packed bytes, or ``next()`` -> tuple in
-    ``record.FIELDS`` order; None when empty; ``seqn``; ``commit()``).  ``client``: an
-    ``https.Client``; ``auth``: an ``oauth.OAuth`` on the same client.
+    ``reader``: a TSReader (``next_record()`` -> packed bytes, None when empty; ``seqn``;
+    ``commit()``).  ``client``: an ``https.Client``; ``auth``: an ``oauth.OAuth`` on the
+    same client.
 
     ``boot``: the current boot counter (see ``record``); untimed records of an
     older boot with no known epoch are dead-lettered, those of this boot wait
@@ -156,11 +152,16 @@ class Sender:
         self._boot = boot
         self._log = log
         self._epochs = {}
-        self._batch = []  # [(seq, rec)] read from the reader, not yet accounted for
-        self._held = None  # (seq, rec) read but waiting for its boot's epoch
+        # [(seq, decoded record, length of its JSON)] read, not yet accounted for: each
+        # record is decoded once and its message measured once (Content-Length); the
+        # message itself is made again when sent (held, a batch of them would take
+        # ~300 B of heap a record instead of ~100)
+        self._batch = []
+        self._held = None  # (seq, decoded record) read but waiting for its boot's epoch
         self._limit = 0  # records from the batch front to send in the next POST
         self._fails = 0  # consecutive transient failures
-        self._suspects = []  # [((seq, rec), error text)]: refused alone, cause not yet proven
+        self._suspects = []  # [(batch item, error text)]: refused alone, cause not yet proven
+        self._read = False  # records read from the reader since its last commit
         self._next_ms = time.ticks_ms()
         self._commit_ms = cursor_commit_ms
         self._committed_ms = self._next_ms
@@ -188,88 +189,57 @@ class Sender:
                 "state": self.state, "last_error": self.last_error}
 
     # -- JSON -------------------------------------------------------------
-    def message(self, seq, rec):
-        """The JSON text of one record (str); ``rec``: packed bytes or a decoded tuple."""
-        if not isinstance(rec, tuple):
-            rec = record.decode(rec)
-        ts = record.timestamp_of(rec, self._epochs)
-        parts = [self._prefix, record.iso_utc(ts), '","seq":%d' % seq]  # type: ignore
+    def message(self, seq, rec, lead="", tail=""):
+        """The JSON text of decoded record ``rec`` (str), between ``lead`` and ``tail``."""
+        parts = [lead, self._prefix, record.iso_utc(record.timestamp_of(rec, self._epochs)),
+                 '","seq":%d' % seq]
         for name, text in record.layout_of(rec).texts(rec):  # the record's own layout
             parts.append(',"%s":%s' % (name, "null" if text is None else text))
-        parts.append("}")
+        parts.append("}" + tail)
         return "".join(parts)
 
-    def _chunks(self, n):
-        """Generator of the JSON array of the first ``n`` batch records, ~_FLUSH bytes a chunk."""
-        buf = ["["]
-        size = 1
-        batch = self._batch
+    def _chunks(self):
+        """Generator of the JSON array of the POST's records (the batch's first ``_limit``),
+        a message a chunk (one socket write each: a message is ~300 bytes)."""
+        n = self._limit
         for i in range(n):
-            seq, rec = batch[i]
-            m = self.message(seq, rec)
-            if i:
-                buf.append(",")
-            buf.append(m)
-            size += len(m) + 1
-            if size >= _FLUSH:
-                yield "".join(buf)
-                buf = []
-                size = 0
-        buf.append("]")
-        yield "".join(buf)
-
-    def _length(self, n):
-        total = 1 + n  # "[", "]" and n-1 commas
-        for i in range(n):
-            seq, rec = self._batch[i]
-            total += len(self.message(seq, rec))
-        return total
+            seq, rec, _ = self._batch[i]
+            yield self.message(seq, rec, "," if i else "[", "]" if i == n - 1 else "")
 
     # -- reading ----------------------------------------------------------
     def _next(self):
-        if self._held is not None:
-            item, self._held = self._held, None
-            return item
+        """The next (seq, decoded record): the held one, else the reader's; None when
+        none is left. Entries no layout decodes are dead-lettered on the way."""
+        item, self._held = self._held, None
         rd = self._reader
-        # Keep the packed bytes (39 B) rather than a tuple of boxed floats: ~4x less heap.
-        rec = rd.next_record() if hasattr(rd, "next_record") else rd.next()
-        if rec is None:
-            return None
-        return rd.seqn, rec if isinstance(rec, tuple) else bytes(rec)
-
-    def _peek(self):
-        """True if a record is waiting (reads one ahead into ``_held``)."""
-        if self._held is None:
-            self._held = self._next()
-        return self._held is not None
+        while item is None:
+            raw = rd.next_record()
+            if raw is None:
+                return None
+            self._read = True
+            try:
+                item = rd.seqn, record.decode(raw)
+            except ValueError as e:  # unknown layout or length: never block the queue
+                self._dead_letter(rd.seqn, binascii.hexlify(raw).decode(), str(e))
+        return item
 
     def _fill(self):
         """Read records until the batch is full; returns False if waiting for the clock."""
-        skipped = False
-        while len(self._batch) < self._batch_max:
-            item = self._next()
+        batch = self._batch
+        while len(batch) < self._batch_max:
+            item = self._held = self._next()  # held until in the batch (MemoryError)
             if item is None:
                 break
             seq, rec = item
-            if not isinstance(rec, tuple):
-                try:
-                    rec = record.decode(rec)
-                except ValueError as e:  # unknown layout or length: never block the queue
-                    self._dead_letter(seq, binascii.hexlify(rec).decode(), str(e))
-                    skipped = True
-                    continue
             if record.timestamp_of(rec, self._epochs) is None:
                 if self._boot is None or rec[record.I_BOOT] == self._boot:
-                    self._held = item  # this boot will learn the time: wait, keep order
-                    break
+                    break  # this boot will learn the time: wait (held), keep order
                 self._dead_letter(seq, "", "no wall-clock time for boot %d" % rec[record.I_BOOT])
-                skipped = True
-                continue
-            self._batch.append(item)
-        self._limit = len(self._batch)
-        if skipped and not self._batch and self._held is None and not self._suspects:
-            self._commit()  # only dead-lettered records were read: they are done
-        return bool(self._batch) or self._held is None
+            else:
+                batch.append((seq, rec, len(self.message(seq, rec))))
+            self._held = None
+        self._account(0)
+        return bool(batch) or self._held is None
 
     def _dead_letter(self, seq, msg, err):
         self.dead += 1
@@ -278,29 +248,29 @@ class Sender:
             self._dead.write(seq, msg, err)
 
     def _account(self, n):
-        """The first ``n`` batch records are done; commit when the batch is empty."""
+        """The first ``n`` batch records are done; the cursor is committed when every
+        record read is done (none in the batch, held or set aside)."""
         del self._batch[:n]
-        if self._batch:
-            self._limit = len(self._batch)
-        elif self._held is None and not self._suspects:
-            self._commit()  # (a held or set-aside record was read but is not done)
+        self._limit = len(self._batch)
+        if self._read and not self.pending():
+            self._commit()
 
-    def _commit(self):
-        now = time.ticks_ms()
-        if self._commit_ms and time.ticks_diff(now, self._committed_ms) < self._commit_ms:
+    def _commit(self, now=False):
+        t = time.ticks_ms()
+        ms = self._commit_ms
+        self._read = False
+        if not now and ms and time.ticks_diff(t, self._committed_ms) < ms:
             self._dirty = True
-            return
-        self._reader.commit()
-        self._committed_ms = now
-        self._dirty = False
+        else:
+            self._reader.commit()
+            self._committed_ms = t
+            self._dirty = False
 
     def flush(self):
         """Commit the reader's cursor now if records were accounted for since the last
         commit (before a reset or a shutdown)."""
         if self._dirty:
-            self._reader.commit()
-            self._committed_ms = time.ticks_ms()
-            self._dirty = False
+            self._commit(True)
 
     # -- sending ----------------------------------------------------------
     def pending(self):
@@ -315,35 +285,29 @@ class Sender:
             self.flush()  # idle since: the cursor still goes to flash in time
         if self.state in ("backoff", "auth_failed") and time.ticks_diff(self._next_ms, now) > 0:
             return 0
-        if not self._batch:
-            if not self._auth.valid() and self._peek():
-                try:  # log in before the batch is in RAM: the TLS handshake is the peak
-                    self._auth.token()
-                except oauth.AuthError as e:
-                    self._fail(str(e), auth=True)
-                    return 0
-                except https.HTTPError as e:
-                    self._fail("%s: %s" % (e.category, e))
-                    return 0
-                except MemoryError:  # a token reply larger than the heap left: retry later
-                    self._client.close()
-                    self._fail("out of memory while logging in")
-                    return 0
-            if not self._fill():
-                self.state = "waiting_clock"
-                return 0
-            if not self._batch and self._suspects:
-                for item, _ in self._suspects:  # nothing to compare them with yet:
-                    self._batch.append(item)  # send them alone again after a pause
-                self._suspects = []
-                self._limit = 1
-                self._fail("only refused records are queued")
-                return 0
-            if not self._batch:
-                self.state = "idle"
-                return 0
-        self.state = "sending"
+        doing = "logging in"
         try:
+            if not self._batch:
+                if not self._auth.valid():
+                    if self._held is None:
+                        self._held = self._next()
+                    if self._held is not None:  # log in before the batch is in RAM: the
+                        self._auth.token()  # TLS handshake is the peak
+                doing = "reading"
+                if not self._fill():
+                    self.state = "waiting_clock"
+                    return 0
+                if not self._batch and self._suspects:
+                    for item, _ in self._suspects:  # nothing to compare them with yet:
+                        self._batch.append(item)  # send them alone again after a pause
+                    self._suspects = []
+                    self._limit = 1
+                    self._fail("only refused records are queued")
+                    return 0
+                if not self._batch:
+                    self.state = "idle"
+                    return 0
+            self.state = doing = "sending"
             return self._post()
         except oauth.AuthError as e:
             self._fail(str(e), auth=True)
@@ -351,20 +315,8 @@ class Sender:
             self._fail("%s: %s" % (e.category, e))
         except MemoryError:  # the records stay queued; a smaller batch_max would help
             self._client.close()
-            self._fail("out of memory while sending")
+            self._fail("out of memory while " + doing)
         return 0
-
-    def send_pending(self, budget_ms=5000):
-        """Call ``step()`` until the queue is drained, a failure, or ``budget_ms``; returns
-        records accounted for."""
-        t0 = time.ticks_ms()
-        total = 0
-        while time.ticks_diff(time.ticks_ms(), t0) < budget_ms:
-            n = self.step()
-            if n == 0 and self.state != "sending":
-                break
-            total += n
-        return total
 
     def _fail(self, text, auth=False):
         self.last_error = text
@@ -374,53 +326,31 @@ class Sender:
             delay = self._bmax
             self.state = "auth_failed"
         else:
-            exp = self._fails - 1 if self._fails < 20 else 20
-            delay = self._bmin << exp
-            if delay > self._bmax:
-                delay = self._bmax
-            delay = delay // 2 + (delay // 2) * _rand16() // 65536  # jitter: [d/2, d)
+            delay = min(self._bmin << min(self._fails - 1, 20), self._bmax)
+            delay = delay // 2 + (delay // 2) * random.getrandbits(16) // 65536  # jitter: [d/2, d)
             self.state = "backoff"
         self.backoff_ms = delay
         self._next_ms = time.ticks_add(time.ticks_ms(), delay)
         self._log("sender: %s; retry in %d ms" % (text, delay))
 
-    def _ok(self):
-        self._fails = 0
-        self.backoff_ms = 0
-        self.last_ok_ms = time.ticks_ms()
-        self.batches += 1
-
     def _post(self):
         n = self._limit
-        length = self._length(n)
-        resp = None
-        for attempt in (0, 1):
-            headers = (("Authorization", self._auth.authorization()),
-                       ("Content-Type", "application/json"), ("Accept", "application/json"))
-            resp = self._client.request("POST", self._path, headers,
-                                        lambda: self._chunks(n), length)
-            if resp.status != 401 or attempt:
-                break
-            self._auth.invalidate()  # expired or the server restarted with a new key
-            self.retries += 1
-        st = resp.status  # type: ignore
+        length = n + 1  # "[", "]" and n-1 commas
+        for i in range(n):
+            length += self._batch[i][2]
+        resp = post(self._client, self._auth, self._path, self._chunks, length)
+        st = resp.status
         if st == 200:
-            errors = self._errors(n, resp)  # raises unless the server really answered
-            done = 0
-            for (seq, rec), text in self._suspects:  # the server takes other records:
-                self._dead_letter(seq, self.message(seq, rec), text)  # they were the cause
-                done += 1
-            self._suspects = []
-            return done + self._handle_200(n, errors)
+            return self._written(n, resp)
         if st in (400, 403, 413):
             return self._refused(n, resp)
-        if st == 401:
-            self._auth.invalidate()
-        raise https.StatusError(st, resp.reason)  # type: ignore
+        raise https.HTTPError("status", "HTTP %d %s" % (st, resp.reason), st)
 
-    def _errors(self, n, resp):
-        """The error list of a 200 reply; ProtocolError if the body is not a JSON array
-        (then nothing is known to be written: the caller backs off)."""
+    def _written(self, n, resp):
+        """A 200 reply to the POST of the first ``n`` batch records: its JSON array of
+        errors (a "protocol" HTTPError if it is anything else: then nothing is known to be
+        written, the caller backs off) sends each named record to the dead-letter log and
+        counts the others as written; the records set aside were refused for themselves."""
         errors = None
         if not resp.truncated:
             try:
@@ -430,69 +360,57 @@ class Sender:
         if isinstance(errors, list):
             for e in errors:  # TimeBase: objects; tools/ingest and others: strings
                 if not isinstance(e, (dict, str)):
+                    errors = None
                     break
-            else:
-                return errors
-        if resp.truncated and n > 1:
-            self._limit = n // 2  # a long error list: fewer records, a shorter reply
-        raise https.ProtocolError("HTTP 200 but the reply is %s, not a JSON array of errors "
-                                  "(captive portal or proxy?)" % (
-                                      "cut at %d bytes" % len(resp.body) if resp.truncated
-                                      else "%d bytes of something else" % len(resp.body)))
-
-    def _handle_200(self, n, errors):
-        self._ok()
-        if not errors:
-            self.sent += n
-            self._account(n)
-            return n
+        if not isinstance(errors, list):
+            if resp.truncated and n > 1:
+                self._limit = n // 2  # a long error list: fewer records, a shorter reply
+            raise https.HTTPError("protocol", "HTTP 200 with %d bytes%s, not a JSON error "
+                                  "list (captive portal? proxy?)" % (
+                                      len(resp.body), " (cut)" if resp.truncated else ""))
+        done = len(self._suspects)
+        for (seq, rec, _), text in self._suspects:  # the server takes other records:
+            self._dead_letter(seq, self.message(seq, rec), text)  # they were the cause
+        self._suspects = []
+        self._fails = 0
+        self.backoff_ms = 0
+        self.last_ok_ms = time.ticks_ms()
+        self.batches += 1
+        batch = self._batch
+        seqs = [batch[i][0] for i in range(n)]
         rejected = {}
         left = []  # error texts that name no record of the batch
-        for e in errors:
-            text = json.dumps(e) if not isinstance(e, str) else e
-            seq = None
+        for e in errors:  # (each a dict or a str: checked above)
+            text = e if isinstance(e, str) else json.dumps(e)
+            seq = idx = None
             if isinstance(e, dict):
                 seq = e.get("seq")
                 idx = e.get("index")  # tools/ingest names the position in the batch
-                if not isinstance(seq, int) and isinstance(idx, int) and 0 <= idx < n:
-                    seq = self._batch[idx][0]
             if not isinstance(seq, int):
-                seq = _find_seq(text)
-            if self._index(seq, n) < 0:  # names no record of this batch: not counted as sent
-                left.append(text)
-            else:
+                seq = seqs[idx] if isinstance(idx, int) and 0 <= idx < n else _find_seq(text)
+            if seq in seqs:
                 rejected[seq] = text
-        unnamed = len(left)
-        if unnamed == 0 or len(rejected) + unnamed >= n or n == 1:
-            for i in range(n):
-                seq, rec = self._batch[i]
-                if seq in rejected:
-                    self._dead_letter(seq, self.message(seq, rec), rejected[seq])
-                elif unnamed:
-                    unnamed -= 1
-                    self._dead_letter(seq, self.message(seq, rec), left.pop(0))
-                else:
-                    self.sent += 1
-            self._account(n)
-            return n
-        # some unnamed errors: drop what is named, then halve to find the rest
-        keep = [it for it in self._batch[:n] if it[0] not in rejected]
-        for seq, rec in self._batch[:n]:
+            else:  # names no record of this batch: not counted as sent
+                left.append(text)
+        keep = []  # the records no error names
+        for item in batch[:n]:
+            seq = item[0]
             if seq in rejected:
-                self._dead_letter(seq, self.message(seq, rec), rejected[seq])
-        done = n - len(keep)
-        self._batch[:n] = keep
-        self._limit = len(keep) // 2 or 1
-        if not self._batch:
-            self._account(0)
-        return done
-
-    def _index(self, seq, n):
-        """Position of ``seq`` among the first ``n`` batch records, else -1."""
-        for i in range(n):
-            if self._batch[i][0] == seq:
-                return i
-        return -1
+                self._dead_letter(seq, self.message(seq, item[1]), rejected[seq])
+            else:
+                keep.append(item)
+        if 0 < len(left) < len(keep):  # which records the unnamed errors are for is
+            batch[:n] = keep  # unknown: halve to find them
+            self._limit = len(keep) // 2 or 1
+            return done + n - len(keep)
+        for i in range(len(keep)):  # none, or one for each record left: theirs
+            seq, rec, _ = keep[i]
+            if i < len(left):
+                self._dead_letter(seq, self.message(seq, rec), left[i])
+            else:
+                self.sent += 1
+        self._account(n)
+        return done + n
 
     def _refused(self, n, resp):
         try:
@@ -504,14 +422,15 @@ class Sender:
             self.retries += 1
             return 0
         item = self._batch.pop(0)
-        if len(self._suspects) + 1 >= _SUSPECTS_MAX:  # that many lone records in a row
-            self._batch.insert(0, item)  # refused: the server refuses all (read-only,
-            for it, _ in reversed(self._suspects):  # unknown stream): keep them queued
-                self._batch.insert(0, it)
-            self._suspects = []
-            self._limit = len(self._batch)
-            raise https.StatusError(resp.status, "server refuses every record (%s)" % text[:60])
-        self._suspects.append((item, text))  # the next record alone tells record from server
-        self._limit = 1
-        self.retries += 1
-        return 0
+        if len(self._suspects) + 1 < _SUSPECTS_MAX:
+            self._suspects.append((item, text))  # the next record alone tells record from
+            self._limit = 1  # server
+            self.retries += 1
+            return 0
+        # that many lone records in a row refused: the server refuses all (read-only,
+        # unknown stream): keep them queued
+        self._batch[:0] = [it for it, _ in self._suspects] + [item]
+        self._suspects = []
+        self._limit = len(self._batch)
+        raise https.HTTPError("status", "server refuses every record (%s)" % text[:60],
+                              resp.status)
