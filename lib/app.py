@@ -368,7 +368,10 @@ class App:
                                         self.snapshot, self.clock, write_mode=mode,
                                         log=self._log)
         except Exception as e:  # noqa: BLE001 - e.g. CA file missing: keep logging
-            self.sender = self.health = None
+            self.client = self.auth = self.sender = self.health = None
+            for name in ("health", "sender", "oauth", "https"):  # their code: sampling's heap
+                sys.modules.pop(name, None)
+            gc.collect()
             self._log("app: uploader disabled: %s" % e)
 
     # ------------------------------------------------------------------ state

@@ -99,13 +99,13 @@ def open_log(folder=None):
     try:
         with open(folder + "/meta") as f:
             meta = f.read().strip().split(" ", 6)  # tslog2 size buckets readers frame codec
-        kw = {"bucket_size": int(meta[2]), "nreaders": int(meta[3])}
         if meta[0] != "tslog2":
             return None
+        bucket_size, nreaders = int(meta[2]), int(meta[3])
         if meta[5] == record.CODEC.name:
-            return record.open_queue(folder, **kw)
+            return record.open_queue(folder, bucket_size=bucket_size, nreaders=nreaders)
         return tslog.TSLog(folder, format=(meta[6:] or [""])[0], record_size=int(meta[1]),
-                           time_of=record.time_of, **kw)
+                           bucket_size=bucket_size, nreaders=nreaders, time_of=record.time_of)
     except (OSError, ValueError, IndexError):  # no log there, or a meta file it cannot use
         return None
 

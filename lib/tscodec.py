@@ -135,7 +135,7 @@ class _Coder:
     def __init__(self, codec):
         self._c = codec
         self._s = None  # schema of the previous record (None: the next one is a key record)
-        self._buf = b""
+        self._buf = bytearray()
         self._pos = self._end = self._acc = self._nb = 0
 
     def reset(self):
@@ -334,17 +334,20 @@ class _Coder:
         """Decode the next record into ``out``; returns its length. ValueError if the
         payload is malformed."""
         s = self._s
-        flags = self._flags if s else 0
-        key = s is None
-        if not key and (s[_RARE] or s[_FLAGS] >= 0) and self._get(1):
-            if s[_FLAGS] >= 0:
-                flags = self._get(8)
-            key = self._get(1)
-            if not key:
-                for i in s[_RARE]:
-                    if self._get(1):
-                        self._vals[i] = self._field(s, i)
-        if key:
+        flags = 0
+        key = 0
+        if s is not None:
+            flags = self._flags
+            if (s[_RARE] or s[_FLAGS] >= 0) and self._get(1):
+                if s[_FLAGS] >= 0:
+                    flags = self._get(8)
+                key = self._get(1)
+                if not key:
+                    for i in s[_RARE]:
+                        if self._get(1):
+                            self._vals[i] = self._field(s, i)
+        if key or s is None:
+            key = 1
             old = s
             s = self._schema()
             if old is None and s[_FLAGS] >= 0:

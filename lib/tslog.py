@@ -454,8 +454,9 @@ class TSLog:
     def _frame_range(self, i, k):
         mv = memoryview(self._pend)
         rs = self._stride
+        time_of = self.time_of
         for j in range(i, i + k):
-            t = self.time_of(mv[j * rs:j * rs + self._plen[j]])
+            t = time_of(mv[j * rs:j * rs + self._plen[j]]) if time_of else None
             if t is not None:
                 if self._lo is None or t < self._lo:
                     self._lo = t
