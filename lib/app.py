@@ -373,7 +373,7 @@ class App:
                 "am2320_fails": s.fails["am2320"][1],  # type: ignore
                 "bmp180_fails": s.fails["bmp180"][1],  # type: ignore
                 "dropped": dropped, "dead": snd.dead if snd else 0,
-                "sent": snd.sent if snd else 0}
+                "sent": snd.sent if snd else 0, "firmware": VERSION}
 
     def stats(self):
         """One dict of figures for status lines, tests and the simulator (no secrets)."""

@@ -13,6 +13,11 @@ every record of the boot, and ``resets`` lists the last few boots' causes, so a 
 still reaches the server when the boot it caused sent nothing.  While offline or
 before the clock is set the record stays due and goes out as soon as both are fine.
 
+A server that refuses the record (``200`` with an error entry: a stream created with the
+weather class only answers ``Unknown type: health_record``) is logged once with a hint,
+then quietly counted in ``refused`` while the snapshots keep going out, so the records
+flow as soon as the class is added (docs/firmware.md); a different refusal is logged again.
+
 Fields (all non-null; ``FIELDS`` gives the TimeBase types for the stream schema):
 
 ==============  ========  ===================================================
@@ -35,6 +40,7 @@ bmp180_fails    INTEGER   failed BMP180 readings since boot
 dropped         INTEGER   unsent records deleted because the flash was full
 dead            INTEGER   records dead-lettered by the sender since boot
 sent            INTEGER   records uploaded since boot
+firmware        VARCHAR   firmware version (``app.VERSION``)
 ==============  ========  ===================================================
 """
 
@@ -51,14 +57,14 @@ FIELDS = (("boot", "INTEGER"), ("reset_cause", "VARCHAR"), ("resets", "VARCHAR")
           ("wifi_drops", "INTEGER"), ("samples", "INTEGER"), ("stored", "INTEGER"),
           ("missed", "INTEGER"), ("sensor_failed", "INTEGER"), ("am2320_fails", "INTEGER"),
           ("bmp180_fails", "INTEGER"), ("dropped", "INTEGER"), ("dead", "INTEGER"),
-          ("sent", "INTEGER"))
+          ("sent", "INTEGER"), ("firmware", "VARCHAR"))
 
 
 class Health:
     """Sends ``gather()`` (a dict with the ``FIELDS`` names) every ``interval_ms``.
 
     ``clock``: object with ``is_set`` and ``utc_ms()``.  Figures: ``sent``, ``failed``,
-    ``last_error``.
+    ``refused`` (failures the server answered with an error entry), ``last_error``.
     """
 
     def __init__(self, client, auth, stream, symbol, interval_ms, gather, clock,
@@ -66,6 +72,7 @@ class Health:
         self._client = client
         self._auth = auth
         self._path = sender.write_path(stream, write_mode)
+        self._stream = stream
         self._symbol = symbol
         self.interval_ms = interval_ms
         self._gather = gather
@@ -74,7 +81,9 @@ class Health:
         self._next_ms = time.ticks_ms()  # the first one as soon as possible
         self.sent = 0
         self.failed = 0
+        self.refused = 0
         self.last_error = None
+        self._refusal = None  # the refusal last logged: the same one is not logged again
 
     def due(self):
         return time.ticks_diff(time.ticks_ms(), self._next_ms) >= 0
@@ -106,7 +115,15 @@ class Health:
             if resp.status != 200:
                 raise ValueError("HTTP %d" % resp.status)
             if resp.body.strip() != b"[]":
-                raise ValueError("refused: %s" % resp.body[:120].decode())
+                self.failed += 1
+                self.refused += 1
+                self.last_error = "refused: " + _refusal(resp.body)
+                if self.last_error != self._refusal:
+                    self._refusal = self.last_error
+                    self._log("health: the server %s (does stream %s have the class %s? "
+                              "docs/firmware.md); sending on, not logged again" % (
+                                  self.last_error, self._stream, TYPE_NAME))
+                return False
         except Exception as e:  # noqa: BLE001 - best effort: any failure waits an interval
             self.failed += 1
             self.last_error = str(e)[:120]
@@ -115,4 +132,17 @@ class Health:
             return False
         self.sent += 1
         self.last_error = None
+        if self._refusal is not None:
+            self._refusal = None
+            self._log("health: records accepted again")
         return True
+
+
+def _refusal(body):
+    """The reason in a /write error reply (its first entry's ``error``), shortened."""
+    try:
+        e = json.loads(body)[0]
+        text = e.get("error") or e.get("description") or str(e)
+    except Exception:  # noqa: BLE001 - not the JSON we expect: quote the start
+        text = body[:80].decode("utf-8", "replace")
+    return text[:100]
