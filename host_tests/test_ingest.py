@@ -795,6 +795,12 @@ def test_serve_subprocess_ready_file_and_sigterm():
     assert p.returncode == 0, out
     assert "listening on https://127.0.0.1:%d" % info["port"] in out
     assert '"written": 2' in out and "figures:" in out
+    assert "dashboard: https://127.0.0.1:%d/" % info["port"] in out
+    assert "board: copy %s onto the board" % info["ca_der"] in out
+    assert '"tb_host": "https://127.0.0.1:%d"' % info["port"] in out and "tb_pass" in out
+    assert "a board cannot reach it" in out  # loopback only: says how to serve a LAN
+    assert "certificate names: localhost, 127.0.0.1" in out
+    assert "the password of admin, the built-in default" in out
     assert info["ca_der"].endswith("ca.der") and os.path.getsize(info["ca_der"]) > 100
 
 
@@ -931,6 +937,7 @@ def test_series_from_rollups_equals_series_from_rows():
         if f.startswith(STREAM + "-"):
             c = sqlite3.connect(os.path.join(raw, "streams", STREAM, f))
             c.execute("DROP TABLE rollup")
+            c.execute("DROP TABLE rollup_15m")
             c.commit()
             c.close()
     assert Store(raw, readonly=True).series(*args, 100) == a

@@ -45,8 +45,12 @@ def board_lines(srv, stream="weather-data"):
     writer = next((u for u, spec in sorted(users.items())
                    if "TB_ALLOW_WRITE" in (spec.get("authorities") or [])), "admin")
     creds = os.path.join(srv.data_dir, "credentials.json")
-    where = ("in %s" % creds) if os.path.exists(creds) and writer in _config_users(creds) \
-        else "from your config"
+    if users == _config.DEFAULTS["users"]:
+        where = "the built-in default: admin"
+    elif os.path.exists(creds) and writer in _config_users(creds):
+        where = "in %s" % creds
+    else:
+        where = "from your config"
     out = ["board: copy %s onto the board (make deploy ... CA=%s); its config.json needs:"
            % (srv.ca_der, srv.ca_der),
            '  "tb_host": "https://%s:%d", "tb_ca_file": "ca.der", "tb_stream": "%s",'

@@ -4,10 +4,11 @@ A series request names a range ``[since, until)`` (ns) and a number of buckets `
 plot's width in pixels).  The rule, so that any backend (and a test) gives the same answer:
 
 * **Bucket width** ``w``: ``(until - since) / n`` rounded up to a whole second; from one
-  minute up, rounded up to a whole minute (so that a backend can answer from per-minute
-  rollups, see ``ROLLUP_NS``).  Buckets are ``[k*w, (k+1)*w)`` counted from 1970 (not from
-  ``since``), so a sliding range keeps its buckets; every bucket that meets the range is
-  returned whole.  At most ``n + 1`` buckets, and ``n`` is capped at ``MAX_BUCKETS``.
+  minute up, to a whole minute; from 15 minutes up, to a whole quarter of an hour (so that
+  a backend can answer from rollups of those steps, see ``ROLLUP_STEPS``).  Buckets are
+  ``[k*w, (k+1)*w)`` counted from 1970 (not from ``since``), so a sliding range keeps its
+  buckets; every bucket that meets the range is returned whole.  At most ``n + 1``
+  buckets, and ``n`` is capped at ``MAX_BUCKETS``.
 * **Per bucket**: the number of records, the first and last capture time, and per field
   the min, max and mean of its non-null values (null when the bucket holds none: a sensor
   that failed all through it).  The bucket is plotted at the midpoint of its first and last
@@ -26,7 +27,7 @@ per field])`` for the non-empty buckets (in any order, possibly several rows per
 
 import math
 
-ROLLUP_NS = 60 * 10**9  # the per-minute rollups a backend may keep (see store.py)
+ROLLUP_STEPS = (60 * 10**9, 900 * 10**9)  # the rollups a backend may keep (see store.py)
 MAX_BUCKETS = 2000
 MIN_BUCKETS = 10
 GAP_FACTOR = 3
@@ -37,8 +38,9 @@ def bucket_width(since, until, n):
     n = max(MIN_BUCKETS, min(MAX_BUCKETS, int(n)))
     w = -(-(until - since) // n)
     w = -(-w // 10**9) * 10**9 or 10**9
-    if w >= ROLLUP_NS:
-        w = -(-w // ROLLUP_NS) * ROLLUP_NS
+    for step in ROLLUP_STEPS:
+        if w >= step:
+            w = -(-w // step) * step
     return w
 
 

@@ -19,12 +19,13 @@ Layout under ``<data_dir>/streams/<stream>/``:
   ``acquisition_ns`` is one whose message had no timestamp (the server set both from one
   clock reading), which is how the rebuild tells them apart.
 
-* Table ``rollup`` in each day file: per ``(symbol, type, minute of capture)`` the count,
-  first and last capture time, last acquisition time, and per numeric field (FLOAT,
-  INTEGER, INT32) ``<f>__n``, ``<f>__lo``, ``<f>__hi``, ``<f>__sum`` over the rows of that
-  file.  Kept in the same transaction as the rows (so it always agrees with them), built
-  at open for a day file written before it existed.  The dashboard's series of a long
-  range and the per-board summary read it instead of the rows (``downsample.py``).
+* Tables ``rollup`` and ``rollup_15m`` in each day file: per ``(symbol, type, minute (a
+  quarter of an hour) of capture)`` the count, first and last capture time, last
+  acquisition time, and per FLOAT field (the measurements; a series of an integer field is
+  read from the rows) ``<f>__n``, ``<f>__lo``, ``<f>__hi``, ``<f>__sum`` over the rows of
+  that file.  Kept in the same transaction as the rows (so they always agree with them),
+  built at open for a day file written before they existed.  The dashboard's series of a
+  long range and the per-board summary read them instead of the rows (``downsample.py``).
 
 Column ``collision`` is 1 on a record stored although its key was already taken by a
 different record (see ``dedup.py``); ``query(collisions=True)`` lists those.
@@ -55,8 +56,8 @@ from .schema import format_timestamp
 _SQL_TYPE = {"FLOAT": "REAL", "INTEGER": "INTEGER", "INT32": "INTEGER", "BOOLEAN": "INTEGER",
              "VARCHAR": "TEXT"}
 _INDEX_VERSION = 2  # dedup.sqlite3 layout; an older one is rebuilt from the day files
-_NUMERIC = ("FLOAT", "INTEGER", "INT32")
-_ROLLUP_NS = downsample.ROLLUP_NS
+_ROLLED = ("FLOAT",)  # the measurements; integer counters are read from the rows
+_LEVELS = (("rollup", downsample.ROLLUP_STEPS[0]), ("rollup_15m", downsample.ROLLUP_STEPS[1]))
 _LOOKUP_CHUNK = 500  # keys per SELECT ... IN (...) (SQLite allows 32766 variables)
 # What a row the schema let through could still raise in SQLite (defence in depth: that
 # row becomes a per-message error, the rest of the batch is stored).
@@ -194,30 +195,32 @@ class _Stream:
         self._ensure_rollup(conn)
 
     def _ensure_rollup(self, conn):
-        """The ``rollup`` table, with columns for every numeric field; built from the rows
-        when the file has none yet (a day file written by an older version)."""
-        nums = [f for f, t in self.fields.items() if t in _NUMERIC]
-        new = not conn.execute("SELECT 1 FROM sqlite_master WHERE name='rollup'").fetchone()
-        if new:
-            conn.execute("BEGIN")
-            conn.execute("CREATE TABLE rollup(symbol TEXT NOT NULL, type TEXT NOT NULL, "
-                         "m INTEGER NOT NULL, n INTEGER NOT NULL, t0 INTEGER NOT NULL, "
-                         "t1 INTEGER NOT NULL, acq INTEGER NOT NULL, "
-                         "PRIMARY KEY(symbol, type, m)) WITHOUT ROWID")
-        have = {r[1] for r in conn.execute("PRAGMA table_info(rollup)")}
-        for f in nums:  # a field added later: its older rows were null (n = 0)
-            if f + "__n" not in have:
-                conn.execute('ALTER TABLE rollup ADD COLUMN "%s__n" INTEGER NOT NULL '
-                             'DEFAULT 0' % f)
-                for part in ("lo", "hi", "sum"):
-                    conn.execute('ALTER TABLE rollup ADD COLUMN "%s__%s" REAL' % (f, part))
+        """The rollup tables, with columns for every FLOAT field; built from the rows when
+        the file has none yet (a day file written by an older version)."""
+        nums = [f for f, t in self.fields.items() if t in _ROLLED]
         self.rollup_fields = nums
-        if new:
-            self.roll_up(conn, 0)
-            conn.execute("COMMIT")
+        for table, _ in _LEVELS:
+            new = not _has_table(conn, table)
+            if new:
+                conn.execute("BEGIN")
+                conn.execute("CREATE TABLE %s(symbol TEXT NOT NULL, type TEXT NOT NULL, "
+                             "m INTEGER NOT NULL, n INTEGER NOT NULL, t0 INTEGER NOT NULL, "
+                             "t1 INTEGER NOT NULL, acq INTEGER NOT NULL, "
+                             "PRIMARY KEY(symbol, type, m)) WITHOUT ROWID" % table)
+            have = {r[1] for r in conn.execute("PRAGMA table_info(%s)" % table)}
+            for f in nums:  # a field added later: its older rows were null (n = 0)
+                if f + "__n" not in have:
+                    conn.execute('ALTER TABLE %s ADD COLUMN "%s__n" INTEGER NOT NULL '
+                                 'DEFAULT 0' % (table, f))
+                    for part in ("lo", "hi", "sum"):
+                        conn.execute('ALTER TABLE %s ADD COLUMN "%s__%s" REAL' % (
+                            table, f, part))
+            if new:
+                self.roll_up(conn, 0, only=table)
+                conn.execute("COMMIT")
 
-    def roll_up(self, conn, after_id):
-        """Add the rows with ``id > after_id`` to the rollup (inside the caller's
+    def roll_up(self, conn, after_id, only=None):
+        """Add the rows with ``id > after_id`` to the rollups (inside the caller's
         transaction)."""
         nums = self.rollup_fields
         agg = "".join(', count("%s"), min("%s"), max("%s"), total("%s")' % (f, f, f, f)
@@ -231,14 +234,19 @@ class _Stream:
             'excluded."{0}__hi")'
             ', "{0}__sum" = coalesce("{0}__sum", 0) + excluded."{0}__sum"'.format(f)
             for f in nums)
-        conn.execute(
-            "INSERT INTO rollup(symbol, type, m, n, t0, t1, acq%s) "
-            "SELECT symbol, type, %s, count(*), min(capture_ns), max(capture_ns), "
-            "max(acquisition_ns)%s FROM messages WHERE id > ? GROUP BY 1, 2, 3 "
-            "ON CONFLICT(symbol, type, m) DO UPDATE SET n = n + excluded.n, "
-            "t0 = min(t0, excluded.t0), t1 = max(t1, excluded.t1), "
-            "acq = max(acq, excluded.acq)%s" % (
-                cols, _floordiv("capture_ns", _ROLLUP_NS), agg, upd), (after_id,))
+        for table, step in _LEVELS:
+            if only and table != only:
+                continue
+            conn.execute(
+                "INSERT INTO %s(symbol, type, m, n, t0, t1, acq%s) "
+                "SELECT symbol, type, %s, count(*), min(capture_ns), max(capture_ns), "
+                # NOT INDEXED: the rowid range of the new rows, not a scan of an index
+                "max(acquisition_ns)%s FROM messages NOT INDEXED WHERE id > ? "
+                "GROUP BY 1, 2, 3 "
+                "ON CONFLICT(symbol, type, m) DO UPDATE SET n = n + excluded.n, "
+                "t0 = min(t0, excluded.t0), t1 = max(t1, excluded.t1), "
+                "acq = max(acq, excluded.acq)%s" % (
+                    table, cols, _floordiv("capture_ns", step), agg, upd), (after_id,))
 
     def day_conn(self, day):
         if day != self.day:
@@ -462,6 +470,11 @@ class Store:
     def _file_summary(self, path):
         """{(symbol, type): [count, first capture, last capture, last acquisition]} of one
         day file; cached until the file (or its -wal) changes."""
+        return self._file_info(path)[0]
+
+    def _file_info(self, path):
+        """(summary, columns of messages, columns of rollup or None) of one day file,
+        cached until the file (or its -wal) changes."""
         stamp = []
         for f in (path, path + "-wal"):
             try:
@@ -474,15 +487,18 @@ class Store:
             return hit[1]
         conn = self._read(path)
         if conn is None:
-            return {}
+            return {}, set(), None
         try:
-            if _has_rollup(conn):
-                sql = ("SELECT symbol, type, sum(n), min(t0), max(t1), max(acq) FROM rollup "
-                       "GROUP BY symbol, type")
+            cols = _columns(conn)
+            rcols = None
+            if all(_has_table(conn, t) for t, _ in _LEVELS):
+                rcols = {r[1] for r in conn.execute("PRAGMA table_info(rollup)")}
+                sql = ("SELECT symbol, type, sum(n), min(t0), max(t1), max(acq) FROM rollup_15m"
+                       " GROUP BY symbol, type")
             else:
                 sql = ("SELECT symbol, type, count(*), min(capture_ns), max(capture_ns), "
                        "max(acquisition_ns) FROM messages GROUP BY symbol, type")
-            out = {(r[0], r[1]): list(r[2:]) for r in conn.execute(sql)}
+            out = ({(r[0], r[1]): list(r[2:]) for r in conn.execute(sql)}, cols, rcols)
         finally:
             conn.close()
         self._summaries[path] = (stamp, out)
@@ -525,37 +541,39 @@ class Store:
     def series(self, stream, symbol, type_name, fields, since, until, buckets):
         """Min, max and mean of ``fields`` per bucket over ``[since, until)`` (ns), about
         ``buckets`` buckets (the rule and the result: ``downsample.py``).  Reads the
-        per-minute rollups when a bucket is a minute or more, else the rows; memory is
+        rollups when a bucket is a whole number of their steps (a minute, a quarter of an
+        hour), else the rows; memory is
         bounded by the number of buckets whatever the range."""
         fields = list(fields)
         w = downsample.bucket_width(since, until, buckets)
         k0, k1 = downsample.bucket_span(since, until, w)
         rows = []
         for p in self._files(stream):
+            summ, have, rcols = self._file_info(p)
+            d = summ.get((symbol, type_name))
+            if d is None or d[2] < k0 * w or d[1] >= k1 * w:
+                continue  # nothing of this board and class in the range in this file
             conn = self._read(p)
             if conn is None:
                 continue
             try:
-                rows += self._file_buckets(conn, symbol, type_name, fields, w, k0, k1)
+                rows += self._file_buckets(conn, have, rcols, symbol, type_name, fields, w,
+                                           k0, k1)
             finally:
                 conn.close()
         return downsample.assemble(downsample.merge(rows, len(fields)), fields, w)
 
-    def _file_buckets(self, conn, symbol, type_name, fields, w, k0, k1):
-        have = _columns(conn)
-        if w % _ROLLUP_NS == 0 and _has_rollup(conn):
-            rcols = {r[1] for r in conn.execute("PRAGMA table_info(rollup)")}
-            k = w // _ROLLUP_NS
-            parts = []
-            for f in fields:
-                if f + "__n" in rcols:
-                    parts.append('sum("{0}__n"), min("{0}__lo"), max("{0}__hi"), '
-                                 'sum("{0}__sum")'.format(f))
-                else:
-                    parts.append("0, NULL, NULL, 0")
-            sql = ("SELECT %s AS b, sum(n), min(t0), max(t1)%s FROM rollup WHERE symbol = ? "
+    def _file_buckets(self, conn, have, rcols, symbol, type_name, fields, w, k0, k1):
+        div = _floordiv if k0 < 0 else (lambda e, k: "(%s / %d)" % (e, k))
+        level = [(t, step) for t, step in _LEVELS if w % step == 0]
+        if level and rcols is not None and all(f + "__n" in rcols for f in fields):
+            table, step = level[-1]  # the coarsest that fits
+            k = w // step
+            parts = ['sum("{0}__n"), min("{0}__lo"), max("{0}__hi"), sum("{0}__sum")'.format(f)
+                     for f in fields]
+            sql = ("SELECT %s AS b, sum(n), min(t0), max(t1)%s FROM %s WHERE symbol = ? "
                    "AND type = ? AND m >= ? AND m < ? GROUP BY b" % (
-                       _floordiv("m", k), "".join(", " + x for x in parts)))
+                       div("m", k), "".join(", " + x for x in parts), table))
             args = (symbol, type_name, k0 * k, k1 * k)
         else:
             parts = []
@@ -566,7 +584,7 @@ class Store:
                     parts.append("0, NULL, NULL, 0")
             sql = ("SELECT %s AS b, count(*), min(capture_ns), max(capture_ns)%s FROM messages "
                    "WHERE symbol = ? AND type = ? AND capture_ns >= ? AND capture_ns < ? "
-                   "GROUP BY b" % (_floordiv("capture_ns", w), "".join(", " + x for x in parts)))
+                   "GROUP BY b" % (div("capture_ns", w), "".join(", " + x for x in parts)))
             args = (symbol, type_name, k0 * w, k1 * w)
         out = []
         for r in conn.execute(sql, args):
@@ -608,8 +626,9 @@ class Store:
         return n
 
 
-def _has_rollup(conn):
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE name='rollup'").fetchone() is not None
+def _has_table(conn, name):
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name=?", (name,)).fetchone() \
+        is not None
 
 
 def _columns(conn):
