@@ -80,7 +80,7 @@ def make_data(d, now):
         for r in out:
             batches.setdefault(r["capture_ns"] // (10 * MIN), []).append(r)
     for k in sorted(batches):
-        clock[0] = (k + 1) * 10 * MIN + 5 * 10**9
+        clock[0] = min(now - 10**9, (k + 1) * 10 * MIN + 5 * 10**9)
         st.write(STREAM, batches[k])
     clock[0] = now - 30 * 10**9
     st.write(STREAM, [_health("esp-roof", now - 40 * 10**9)])
@@ -322,8 +322,11 @@ def test_dashboard_in_headless_chromium():
         t = datetime.datetime.strptime(utc.rstrip(")"), "%Y-%m-%d %H:%M:%S UTC").replace(
             tzinfo=datetime.timezone.utc).timestamp()
         assert local == _local(t), hover
-        ticks = page.eval("dash.plots['esp-roof'][0].axes[0]._values || []")
-        assert ticks is not None
+        x = int(now // 10**9) // 3600 * 3600 - 7200  # a whole hour (not midnight): its label
+        x -= 3600 if _local(x)[11:13] == "00" else 0
+        tick = page.eval("(() => { const u = dash.plots['esp-roof'][0]; "
+                         "return u.axes[0].values(u, [%d], 0, 50, 3600)[0]; })()" % x)
+        assert tick == _local(x)[11:16], (tick, _local(x))  # local time, 24-hour clock
 
         # the download button: the same CSV as `query --format csv`
         href = page.eval("document.querySelector('section[data-symbol=\"esp-roof\"] "

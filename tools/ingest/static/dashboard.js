@@ -127,6 +127,17 @@
   }
 
   // -- plots -------------------------------------------------------------------------------
+  // Local time on the x axis, 24-hour clock; the date at midnight and for wide steps.
+  function axisTimes(u, splits, ax, space, incr) {
+    return splits.map((v) => {
+      const d = new Date(v * 1000);
+      const day = pad(d.getMonth() + 1) + "-" + pad(d.getDate());
+      const hm = pad(d.getHours()) + ":" + pad(d.getMinutes());
+      if (incr >= 86400) return day;
+      return d.getHours() === 0 && d.getMinutes() === 0 ? day + "\n" + hm : hm;
+    });
+  }
+
   function plotOptions(p, width, lo, hi) {
     const dec = p.scale === 1 ? 1 : 2;
     const fmt = (u, v) => v == null ? "\u2013" : (v).toFixed(dec) + " " + p.unit;
@@ -145,7 +156,8 @@
     });
     return { title: p.title + " (" + p.unit + ")", width: width, height: 220,
              scales: { x: { time: true, range: () => [lo, hi] } }, series: series, bands: bands,
-             axes: [{}, { label: p.unit, size: 60 }], legend: { live: true } };
+             axes: [{ values: axisTimes }, { label: p.unit, size: 60 }],
+             legend: { live: true } };
   }
 
   function plotData(p, s) {
