@@ -1,4 +1,5 @@
-"""Command line: ``python -m tools.ingest serve|query|stats`` (see docs/ingest.md)."""
+"""Command line: ``python -m tools.ingest serve|query|stats|collect`` (docs/ingest.md,
+docs/fleet.md)."""
 
 import argparse
 import csv
@@ -10,7 +11,7 @@ import threading
 import time
 
 from . import config as _config
-from .store import Store, parse_time
+from .store import Store, open_store, parse_time
 
 _BASE_COLS = ("symbol", "type", "seq", "timestamp", "capture_ns", "acquisition_ns",
               "collision")
@@ -77,7 +78,9 @@ def cmd_serve(a):
     return 0
 
 
-def _store_for(data_dir, config_path):
+def _store_for(data_dir, config_path, where=None):
+    if where:  # --store: a data dir or a postgresql:// address
+        return open_store(where, _config.load(config_path)["streams"])
     if config_path:
         streams = _config.load(config_path)["streams"]
     else:  # no config: whatever streams the data dir holds
@@ -88,7 +91,7 @@ def _store_for(data_dir, config_path):
 
 
 def cmd_query(a):
-    store = _store_for(a.data_dir, a.config)
+    store = _store_for(a.data_dir, a.config, a.store)
     if not store.has_stream(a.stream):
         print("unknown stream %r (have: %s)" % (a.stream, ", ".join(sorted(store.specs))),
               file=sys.stderr)
@@ -133,16 +136,21 @@ def cmd_query(a):
 
 
 def cmd_stats(a):
-    store = _store_for(a.data_dir, a.config)
+    store = _store_for(a.data_dir, a.config, a.store)
     figs = {}
     for s in sorted(store.specs):
         r = store.time_range(s)
         figs[s] = {"rows": store.count(s), "collisions": store.count(s, collisions=True),
-                   "files": len(store._files(s)),
+                   "files": len(store.files(s)),
                    "symbols": store.symbols(s),
                    "first": None if r is None else r[0], "last": None if r is None else r[1]}
     print(json.dumps(figs, indent=1))
     return 0
+
+
+def cmd_collect(a):
+    from . import collect
+    return collect.main(a)
 
 
 def main(argv=None):
@@ -177,11 +185,35 @@ def main(argv=None):
     q.add_argument("--limit", type=int, default=0)
     q.add_argument("--collisions", action="store_true",
                    help="only records stored under a key already taken by a different record")
+    q.add_argument("--store", help="a postgresql:// address (or a data dir) instead of "
+                                   "--data-dir")
     q.set_defaults(func=cmd_query)
     t = sub.add_parser("stats", help="rows, collisions, files, symbols per stream")
     t.add_argument("--data-dir", default="ingest-data")
     t.add_argument("--config")
+    t.add_argument("--store", help="a postgresql:// address (or a data dir)")
     t.set_defaults(func=cmd_stats)
+    c = sub.add_parser("collect", help="drain the boards' MQTT messages from NATS JetStream "
+                                       "into the store (docs/fleet.md)")
+    c.add_argument("--nats", required=True, help="comma-separated nats:// URLs of the cluster")
+    c.add_argument("--user", default="collector")
+    c.add_argument("--credentials", help="JSON file mapping user to password (else the "
+                                         "NATS_PASSWORD environment variable)")
+    c.add_argument("--ca", help="CA file when the NATS client port uses TLS")
+    c.add_argument("--store", default="ingest-data",
+                   help="a data dir (SQLite, the default) or a postgresql:// address")
+    c.add_argument("--config", help="the ingest JSON config (its streams and schemas)")
+    c.add_argument("--topic", action="append", metavar="TOPIC=STREAM",
+                   help="an MQTT topic filter and the store stream it goes to (repeatable; "
+                        "default weather/#=weather-data)")
+    c.add_argument("--batch", type=int, default=256, help="messages fetched at a time")
+    c.add_argument("--ack-wait", type=float, default=30,
+                   help="s before a message a collector took but did not ack goes to another")
+    c.add_argument("--replicas", type=int, default=3,
+                   help="replicas of the message stream if the collector creates it")
+    c.add_argument("--report-s", type=float, default=60, help="s between figures lines")
+    c.add_argument("--rejects", help="append rejected records here (JSON lines)")
+    c.set_defaults(func=cmd_collect)
     a = p.parse_args(argv)
     return a.func(a)
 

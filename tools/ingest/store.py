@@ -24,6 +24,11 @@ different record (see ``dedup.py``); ``query(collisions=True)`` lists those.
 
 ``Store.query()`` streams rows with bounded memory: one open cursor per day file, merged in
 capture-time order (``heapq.merge`` holds one row per file).
+
+The store interface (``Store`` here, ``pgstore.PgStore`` for PostgreSQL; ``open_store``
+picks one; docs/ingest.md "Stores"): ``specs``, ``has_stream(name)``, ``write(stream,
+rows) -> Written``, ``query(...)``, ``symbols(stream)``, ``time_range(stream, symbols)``,
+``count(stream, collisions)``, ``files(stream)`` (day files or day partitions), ``close()``.
 """
 
 import collections
@@ -279,6 +284,10 @@ class Store:
             self.closed = True
 
     # -- read side -------------------------------------------------------------------------
+    def files(self, stream):
+        """The stream's day files, oldest first."""
+        return self._files(stream)
+
     def _files(self, stream):
         if stream not in self.specs:
             raise UnknownStream(stream)
@@ -392,6 +401,16 @@ class Store:
             finally:
                 conn.close()
         return n
+
+
+def open_store(where, streams=None, log=None):
+    """The store at ``where``: a ``postgresql://`` (or ``postgres://``) address opens a
+    ``pgstore.PgStore``, anything else is a data dir for the SQLite ``Store``."""
+    if where.startswith(("postgresql://", "postgres://")):
+        from .pgstore import PgStore
+
+        return PgStore(where, streams, log=log)
+    return Store(where, streams, log=log)
 
 
 def _columns(conn):
