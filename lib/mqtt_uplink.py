@@ -83,7 +83,10 @@ class _Conn:
             pass
         if self.ctx is not None:
             sock = self.ctx.wrap_socket(sock, server_hostname=server_hostname)
-        return sock if _MP else _Stream(sock)
+        if _MP:
+            return sock
+        self.raw = sock  # CPython's SSLSocket took the plain one over (its timeout too)
+        return _Stream(sock)
 
 
 class _Stream:
@@ -102,6 +105,8 @@ class _Stream:
         return out
 
     def write(self, data, n=None):
+        if isinstance(data, str):  # umqtt.simple writes the client id, topic, user as str
+            data = data.encode()
         self._s.sendall(data if n is None else memoryview(data)[:n])
 
     def setblocking(self, flag):

@@ -199,8 +199,17 @@ def main(argv=None):
     a.add_argument("--ready-file", help="write the cluster's info (JSON) here once ready")
     a.add_argument("--max-s", type=float, default=600, help="stop after this long")
     a.add_argument("--stop-file", help="stop as soon as this file exists")
+    a.add_argument("--wrong-ca", action="store_true",
+                   help="also write tls/wrong.der: a CA that did not sign the certificate")
     args = a.parse_args(argv)
     c = NatsCluster(args.root, args.nodes, log=print)
+    if args.wrong_ca:
+        import ssl
+
+        import trustme
+
+        with open(os.path.join(args.root, "tls", "wrong.der"), "wb") as f:
+            f.write(ssl.PEM_cert_to_DER_cert(trustme.CA().cert_pem.bytes().decode()))
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     try:
