@@ -30,12 +30,15 @@ CODE = gc.mem_alloc() - _M0
 _M0 = None
 
 
+T0 = [0]  # UTC ms of sample 0: samples are 2 s apart (0.5 Hz), a backlog lies in the past
+
+
 def store(log, i):
     """Sample ``i``: a day-long curve with noise (a pseudo-random walk, no float lists)."""
     n = (i * 7919) % 101 - 50  # -50..50: the sensors' noise
     t = 150 + (i % 43200) // 300 + n // 25  # 0.1 degC
     return log.store_record(record.encode(
-        record.utc_ms(), (t / 10, 55.0 + n / 10, t / 10 - 0.4, 101325.0 + n, 12.5 + n / 100,
+        T0[0] + 2000 * i, (t / 10, 55.0 + n / 10, t / 10 - 0.4, 101325.0 + n, 12.5 + n / 100,
                           30000 + n, 80000 - n), 1, record.FLAG_UTC))
 
 
@@ -46,6 +49,7 @@ def main():
                       bucket_size=cfg.get("bucket_size", 1024), commit_delta=16, nreaders=3)
     n = cfg.get("count", 0)
     base = log.last_seqn
+    T0[0] = record.utc_ms() - 2000 * (base + n)
     for i in range(1, n + 1):
         store(log, base + i)
     log.commit()

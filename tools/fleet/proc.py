@@ -2,9 +2,11 @@
 
 import ctypes
 import os
+import queue
 import signal
 import socket
 import subprocess
+import threading
 
 _PR_SET_PDEATHSIG = 1
 
@@ -25,10 +27,42 @@ def _die_with_parent(user=None):
     return pre
 
 
+_jobs = queue.Queue()
+_spawner = []
+_spawner_lock = threading.Lock()
+
+
+def _spawn_loop():
+    while True:
+        fn, box, done = _jobs.get()
+        try:
+            box.append(fn())
+        except BaseException as e:  # noqa: BLE001 - handed back to the caller
+            box.append(e)
+        done.set()
+
+
 def spawn(args, log_path, env=None, cwd=None, user=None):
     """Start ``args`` (as ``user``, when given and we are root) with stdout and stderr
-    appended to ``log_path``; it is killed when the thread that started it ends, even
-    when this process is killed."""
+    appended to ``log_path``; it is killed when this process ends, even by SIGKILL.
+
+    The death signal follows the *thread* that started a child, so every child is started
+    by one thread that lives as long as the process (a fault injected from a short-lived
+    thread must not take the restarted server down with that thread)."""
+    with _spawner_lock:
+        if not _spawner:
+            t = threading.Thread(target=_spawn_loop, name="spawner", daemon=True)
+            t.start()
+            _spawner.append(t)
+    box, done = [], threading.Event()
+    _jobs.put((lambda: _spawn(args, log_path, env, cwd, user), box, done))
+    done.wait()
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
+def _spawn(args, log_path, env, cwd, user):
     log = open(log_path, "ab")
     try:
         return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,

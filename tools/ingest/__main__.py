@@ -213,6 +213,7 @@ def main(argv=None):
                    help="replicas of the message stream if the collector creates it")
     c.add_argument("--report-s", type=float, default=60, help="s between figures lines")
     c.add_argument("--rejects", help="append rejected records here (JSON lines)")
+    c.add_argument("--ack-delay", type=float, default=0, help=argparse.SUPPRESS)  # tests
     c.set_defaults(func=cmd_collect)
     a = p.parse_args(argv)
     return a.func(a)

@@ -109,7 +109,7 @@ class Collector:
 
     def __init__(self, store, nats_urls, topics, user=None, password=None, ca=None,
                  batch=256, ack_wait_s=30, replicas=3, report_s=60, reject_path=None,
-                 out=sys.stdout):
+                 ack_delay_s=0, out=sys.stdout):
         self.store = store
         self.urls = list(nats_urls)
         self.topics = dict(topics)
@@ -125,6 +125,7 @@ class Collector:
         self.replicas = replicas
         self.report_s = report_s
         self.reject_path = reject_path
+        self.ack_delay_s = ack_delay_s  # fault injection: hold a committed batch unacked
         self.out = out
         self.figures = Figures()
         self._stop = None
@@ -271,6 +272,10 @@ class Collector:
                 rejects.append(("", rows[i], err))
         if rejects:
             self._reject(stream, rejects)
+        if self.ack_delay_s:  # tests kill the collector here: written, not yet acked
+            self.say("holding %d committed messages %.1f s before the ack" % (
+                len(msgs), self.ack_delay_s))
+            await asyncio.sleep(self.ack_delay_s)
         for m in msgs:
             await m.ack()
         f.batches += 1
@@ -341,7 +346,7 @@ def main(a):
     try:
         c = Collector(store, a.nats.split(","), topics, user=a.user, password=password,
                       ca=a.ca, batch=a.batch, ack_wait_s=a.ack_wait, replicas=a.replicas,
-                      report_s=a.report_s, reject_path=a.rejects)
+                      report_s=a.report_s, reject_path=a.rejects, ack_delay_s=a.ack_delay)
     except ValueError as e:
         print("collect: %s" % e, file=sys.stderr)
         store.close()
