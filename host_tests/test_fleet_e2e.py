@@ -26,8 +26,14 @@ MP = str(Path(sys.executable).parent / "micropython")
 
 
 def _fleet(name, **kw):
+    from tools.fleet.pg import pg_bin
     from tools.fleet.run import Fleet
 
+    if kw.get("store", "postgresql") == "postgresql":
+        try:
+            pg_bin("initdb")
+        except FileNotFoundError as e:
+            support.skip(str(e))
     kw.setdefault("log", lambda t: None)
     return Fleet(support.tmpdir(name), **kw)
 
