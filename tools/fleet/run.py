@@ -224,7 +224,7 @@ class Fleet:
         t_end = time.monotonic() + timeout
         n = self.stored_count()
         while n < want and time.monotonic() < t_end:
-            time.sleep(0.5)
+            time.sleep(0.1)
             n = self.stored_count()
         self.t_stored = time.monotonic()
         return n
