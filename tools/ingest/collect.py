@@ -197,7 +197,18 @@ class Collector:
         figures."""
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        js = await self._connect()
+        while True:  # the cluster may not be up yet: keep trying, as a service should
+            try:
+                js = await self._connect()
+                break
+            except Exception as e:  # noqa: BLE001
+                self.say("cannot reach %s: %s; retrying" % (
+                    ",".join(self.urls), (str(e) or type(e).__name__)[:120]))
+                try:
+                    await asyncio.wait_for(self._stop.wait(), 2)
+                    return self.figures.snapshot(final=True)
+                except asyncio.TimeoutError:
+                    pass
         for attempt in range(60):  # a cluster just started may have no meta leader yet
             try:
                 await self.ensure(js)
