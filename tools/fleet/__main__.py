@@ -77,6 +77,9 @@ def main(argv=None):
               "into %s: %s records/s end to end over %s s" % (
                   s["boards"], s["micropython_boards"], a.nodes, a.collectors, a.store,
                   s.get("records_per_s"), s.get("seconds")))
+        if s["unreported_boards"]:
+            print("fleet: boards that never reported (crashed?): %s" % ", ".join(
+                s["unreported_boards"]))
         print("fleet: records stored on boards %d, in the store %d, missing %d, duplicated %d,"
               " out of order %d" % (s["stored_on_boards"], s["in_store"], s["missing"],
                                     s["duplicated"], s["out_of_order"]))

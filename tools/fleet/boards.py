@@ -94,6 +94,7 @@ def main(argv=None):
     with open(args.credentials) as f:
         password = json.load(f)["board"]
     urls = args.urls.split(",")
+    os.makedirs(args.state, exist_ok=True)  # before the threads: each makes its own folder
     lock = threading.Lock()
     threads = []
     for i in range(args.boards):

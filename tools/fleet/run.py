@@ -56,6 +56,7 @@ class Fleet:
         self.board_ps = []  # [(Popen, out path, kind)]
         self.store_url = None
         self.t_boards = None
+        self.expected = []  # the symbols of every board started
 
     # -- the parts ------------------------------------------------------------------------
     def start(self):
@@ -139,6 +140,8 @@ class Fleet:
 
     def start_boards(self):
         self.t_boards = time.monotonic()
+        self.expected = ["sim%04d" % i for i in range(self.n_boards)] + [
+            "mpb%02d" % j for j in range(self.n_mp)]
         creds = os.path.join(self.cluster.root, "credentials.json")
         per = -(-self.n_boards // self.board_procs) if self.n_boards else 0
         first = 0
@@ -236,7 +239,8 @@ class Fleet:
         tot = {"boards": len(boards), "micropython_boards": sum(
             1 for b in boards.values() if b["kind"] == "micropython"),
             "stored_on_boards": 0, "acknowledged": 0, "in_store": 0, "missing": 0,
-            "duplicated": 0, "out_of_order": 0, "unfinished_boards": 0}
+            "duplicated": 0, "out_of_order": 0, "unfinished_boards": 0,
+            "unreported_boards": sorted(set(self.expected) - set(boards))}
         try:
             for sym, b in sorted(boards.items()):
                 seqs = [r["seq"] for r in s.query(STREAM, symbol=sym, types=["weather_record"])]
@@ -253,7 +257,8 @@ class Fleet:
         finally:
             s.close()
         tot["ok"] = (tot["missing"] == tot["duplicated"] == tot["out_of_order"] == 0
-                     and tot["in_store"] == tot["stored_on_boards"] > 0)
+                     and tot["in_store"] == tot["stored_on_boards"] > 0
+                     and not tot["unreported_boards"])
         if self.t_boards is not None and getattr(self, "t_stored", None):
             tot["seconds"] = round(self.t_stored - self.t_boards, 1)
             tot["records_per_s"] = round(tot["in_store"] / max(tot["seconds"], 1e-9), 1)
