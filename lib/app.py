@@ -13,6 +13,8 @@ Uploader thread, every ``send_interval_s`` (at once again while a backlog drains
     clock.step(online)      NTP (re)sync when due: one attempt, DNS + up to 1 s
     sender.step()           at most one HTTP exchange (only while Wi-Fi is up)
     health.step()           a health record every ``health_interval_s``
+    mqtt.step()             with ``mqtt_host``: at most one MQTT publish (reader 2) and its
+                            health record (lib/mqtt_uplink.py, docs/fleet.md)
 
 ``clock.step`` runs on the uploader thread, not the sampling loop, because an NTP
 attempt blocks for a DNS lookup plus ``ntptime.timeout`` (1 s), half a 2 s slot
