@@ -48,7 +48,6 @@ import json
 import time
 
 import record
-import sender
 
 TYPE_NAME = "health_record"
 FIELDS = (("boot", "INTEGER"), ("reset_cause", "VARCHAR"), ("resets", "VARCHAR"),
@@ -60,6 +59,18 @@ FIELDS = (("boot", "INTEGER"), ("reset_cause", "VARCHAR"), ("resets", "VARCHAR")
           ("sent", "INTEGER"), ("firmware", "VARCHAR"))
 
 
+def message(symbol, utc_ms, snap):
+    """The JSON text of one health message of ``symbol`` at ``utc_ms`` from ``snap`` (a dict
+    with the ``FIELDS`` names; a missing one is sent as 0 or "")."""
+    m = {"$type": TYPE_NAME, "symbol": symbol, "timestamp": record.iso_utc(utc_ms)}
+    for name, kind in FIELDS:
+        v = snap.get(name)
+        if v is None:
+            v = "" if kind == "VARCHAR" else 0
+        m[name] = v
+    return json.dumps(m)
+
+
 class Health:
     """Sends ``gather()`` (a dict with the ``FIELDS`` names) every ``interval_ms``.
 
@@ -69,6 +80,8 @@ class Health:
 
     def __init__(self, client, auth, stream, symbol, interval_ms, gather, clock,
                  write_mode="APPEND", log=print):
+        import sender  # here: the MQTT uplink uses message() without the HTTPS modules
+
         self._client = client
         self._auth = auth
         self._path = sender.write_path(stream, write_mode)
@@ -90,15 +103,7 @@ class Health:
 
     def message(self):
         """The JSON text of the current snapshot (one message, not the array)."""
-        m = {"$type": TYPE_NAME, "symbol": self._symbol,
-             "timestamp": record.iso_utc(self._clock.utc_ms())}
-        snap = self._gather()
-        for name, kind in FIELDS:
-            v = snap.get(name)
-            if v is None:
-                v = "" if kind == "VARCHAR" else 0
-            m[name] = v
-        return json.dumps(m)
+        return message(self._symbol, self._clock.utc_ms(), self._gather())
 
     def step(self, online=True):
         """Send a snapshot if one is due; True sent, False failed, None nothing done."""

@@ -1,4 +1,5 @@
-"""Command line: ``python -m tools.ingest serve|query|stats`` (see docs/ingest.md).
+"""Command line: ``python -m tools.ingest serve|query|stats|collect`` (docs/ingest.md,
+docs/fleet.md).
 
 Works from any directory: ``python path/to/tools/ingest ...`` runs it too, and the default
 data dir is the repository's ``ingest-data`` (where ``make ingest`` keeps it), not the
@@ -21,7 +22,7 @@ if __package__ in (None, ""):  # run as a path (python tools/ingest): import as 
 from . import config as _config  # noqa: E402
 from . import export  # noqa: E402
 from .schema import format_timestamp  # noqa: E402
-from .store import Store, parse_time  # noqa: E402
+from .store import Store, open_store, parse_time  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA_DIR = os.path.join(ROOT, "ingest-data")
@@ -121,9 +122,12 @@ class _Refused(Exception):
     pass
 
 
-def _store_for(data_dir, config_path):
+def _store_for(data_dir, config_path, where=None):
     """A read-only store over the data dir (the streams of the config, or whatever streams
-    the data dir holds); refuses a dir with no data instead of creating one."""
+    the data dir holds); refuses a dir with no data instead of creating one.  ``where``
+    (``--store``): a postgresql:// address (or a data dir) instead."""
+    if where:
+        return open_store(where, _config.load(config_path)["streams"])
     root = os.path.join(data_dir, "streams")
     if not os.path.isdir(root):
         raise _Refused("no data in %s (no %s folder): give --data-dir, e.g. the one "
@@ -143,7 +147,7 @@ def _iso(ns):
 
 
 def cmd_query(a):
-    store = _store_for(a.data_dir, a.config)
+    store = _store_for(a.data_dir, a.config, a.store)
     if not store.has_stream(a.stream):
         raise _Refused("unknown stream %r (have: %s)" % (a.stream, ", ".join(
             store.streams_present()) or "none"))
@@ -189,17 +193,22 @@ def _with_columns(rows, fields):
 
 
 def cmd_stats(a):
-    store = _store_for(a.data_dir, a.config)
+    store = _store_for(a.data_dir, a.config, a.store)
     figs = {}
     for s in store.streams_present():
-        summ = store.summary(s)
         r = store.time_range(s)
+        if not hasattr(store, "summary"):  # PostgreSQL: no per-board summary (yet)
+            figs[s] = {"rows": store.count(s), "collisions": store.count(s, collisions=True),
+                       "files": len(store.files(s)), "symbols": store.symbols(s),
+                       "first": _iso(r and r[0]), "last": _iso(r and r[1])}
+            continue
+        summ = store.summary(s)
         types = {}
         for sym in summ.values():
             for t, d in sym.items():
                 types[t] = types.get(t, 0) + d["count"]
         figs[s] = {"rows": store.count(s), "collisions": store.count(s, collisions=True),
-                   "files": len(store._files(s)), "symbols": sorted(summ),
+                   "files": len(store.files(s)), "symbols": sorted(summ),
                    "types": types, "first": _iso(r and r[0]), "last": _iso(r and r[1]),
                    "boards": {sym: {t: {"count": d["count"], "first": _iso(d["first_ns"]),
                                         "last": _iso(d["last_ns"]),
@@ -208,6 +217,11 @@ def cmd_stats(a):
                               for sym, ts in sorted(summ.items())}}
     print(json.dumps(figs, indent=1))
     return 0
+
+
+def cmd_collect(a):
+    from . import collect
+    return collect.main(a)
 
 
 _SERVE_EPILOG = """defaults: --data-dir %s (the CA, the certificates, the SQLite files); users:
@@ -265,13 +279,39 @@ def main(argv=None):
     q.add_argument("--limit", type=int, default=0, help="at most this many rows (0: all)")
     q.add_argument("--collisions", action="store_true",
                    help="only records stored under a key already taken by a different record")
+    q.add_argument("--store", help="a postgresql:// address (or a data dir) instead of "
+                                   "--data-dir")
     q.set_defaults(func=cmd_query)
     t = sub.add_parser("stats", help="rows, classes, collisions, files, boards per stream "
                        "(ISO UTC times; reads only)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--data-dir", default=DATA_DIR, help="the server's data dir")
     t.add_argument("--config", help="the server's config (its streams and classes)")
+    t.add_argument("--store", help="a postgresql:// address (or a data dir) instead of "
+                                   "--data-dir")
     t.set_defaults(func=cmd_stats)
+    c = sub.add_parser("collect", help="drain the boards' MQTT messages from NATS JetStream "
+                                       "into the store (docs/fleet.md)")
+    c.add_argument("--nats", required=True, help="comma-separated nats:// URLs of the cluster")
+    c.add_argument("--user", default="collector")
+    c.add_argument("--credentials", help="JSON file mapping user to password (else the "
+                                         "NATS_PASSWORD environment variable)")
+    c.add_argument("--ca", help="CA file when the NATS client port uses TLS")
+    c.add_argument("--store", default="ingest-data",
+                   help="a data dir (SQLite, the default) or a postgresql:// address")
+    c.add_argument("--config", help="the ingest JSON config (its streams and schemas)")
+    c.add_argument("--topic", action="append", metavar="TOPIC=STREAM",
+                   help="an MQTT topic filter and the store stream it goes to (repeatable; "
+                        "default weather/#=weather-data)")
+    c.add_argument("--batch", type=int, default=256, help="messages fetched at a time")
+    c.add_argument("--ack-wait", type=float, default=30,
+                   help="s before a message a collector took but did not ack goes to another")
+    c.add_argument("--replicas", type=int, default=3,
+                   help="replicas of the message stream if the collector creates it")
+    c.add_argument("--report-s", type=float, default=60, help="s between figures lines")
+    c.add_argument("--rejects", help="append rejected records here (JSON lines)")
+    c.add_argument("--ack-delay", type=float, default=0, help=argparse.SUPPRESS)  # tests
+    c.set_defaults(func=cmd_collect)
     a = p.parse_args(argv)
     try:
         return a.func(a)

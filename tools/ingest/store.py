@@ -33,11 +33,15 @@ different record (see ``dedup.py``); ``query(collisions=True)`` lists those.
 ``Store.query()`` streams rows with bounded memory: one open cursor per day file, merged in
 capture-time order (``heapq.merge`` holds one row per file).
 
-The read API (what the dashboard and the command line use, and what another backend
-implements): ``query()`` (rows), ``summary()`` (per symbol and type: count, first and last
-capture, last arrival), ``series()`` (min/max/mean per bucket, ``downsample.py``),
-``latest()`` (the newest record of a type per symbol), plus ``symbols()``, ``time_range()``,
-``count()``, ``streams_present()``.  Reading never creates a file or a folder, and a
+The store interface (``Store`` here, ``pgstore.PgStore`` for PostgreSQL; ``open_store``
+picks one; docs/ingest.md "Stores"): ``specs``, ``has_stream(name)``, ``write(stream,
+rows) -> Written``, ``query(...)``, ``symbols(stream)``, ``time_range(stream, symbols)``,
+``count(stream, collisions)``, ``files(stream)`` (day files or day partitions), ``close()``.
+
+The read API the dashboard also uses (``Store`` only so far): ``summary()`` (per symbol and
+type: count, first and last capture, last arrival), ``series()`` (min/max/mean per bucket,
+``downsample.py``), ``latest()`` (the newest record of a type per symbol),
+``streams_present()``.  Reading never creates a file or a folder, and a
 ``Store(readonly=True)`` (the command line's ``query`` and ``stats``) cannot write.
 """
 
@@ -382,7 +386,8 @@ class Store:
             self.closed = True
 
     # -- read side -------------------------------------------------------------------------
-    def _files(self, stream):
+    def files(self, stream):
+        """The stream's day files, oldest first."""
         if stream not in self.specs:
             raise UnknownStream(stream)
         d = os.path.join(self.root, stream)
@@ -394,7 +399,7 @@ class Store:
 
     def streams_present(self):
         """The configured streams that have data files."""
-        return [s for s in sorted(self.specs) if self._files(s)]
+        return [s for s in sorted(self.specs) if self.files(s)]
 
     def _read(self, path):
         """A read connection, or None for a file without its table yet (a day file the
@@ -437,7 +442,7 @@ class Store:
         sql = "SELECT * FROM messages%s ORDER BY %s %s, id %s" % (
             " WHERE " + " AND ".join(where) if where else "", col,
             "DESC" if reverse else "ASC", "DESC" if reverse else "ASC")
-        files = self._files(stream)
+        files = self.files(stream)
         if reverse:
             files.reverse()
         iters = [self._iter_file(p, sql, args) for p in files]
@@ -508,7 +513,7 @@ class Store:
         """{symbol: {type: {"count", "first_ns", "last_ns", "last_acquisition_ns"}}}: what
         each board sent, from the rollups (fast whatever the volume)."""
         out = {}
-        for p in self._files(stream):
+        for p in self.files(stream):
             for (sym, tname), (n, first, last, acq) in self._file_summary(p).items():
                 d = out.setdefault(sym, {}).get(tname)
                 if d is None:
@@ -525,7 +530,7 @@ class Store:
         """{symbol: row} the record of class ``type_name`` with the latest capture time,
         per symbol (rows as ``query`` gives them)."""
         best = {}
-        for p in self._files(stream):
+        for p in self.files(stream):
             for (sym, tname), (_, _, last, _) in self._file_summary(p).items():
                 if tname == type_name and (symbols is None or sym in symbols) and \
                         (sym not in best or last > best[sym][0]):
@@ -548,7 +553,7 @@ class Store:
         w = downsample.bucket_width(since, until, buckets)
         k0, k1 = downsample.bucket_span(since, until, w)
         rows = []
-        for p in self._files(stream):
+        for p in self.files(stream):
             summ, have, rcols = self._file_info(p)
             d = summ.get((symbol, type_name))
             if d is None or d[2] < k0 * w or d[1] >= k1 * w:
@@ -613,7 +618,7 @@ class Store:
             return sum(d["count"] for t in self.summary(stream).values()
                        for name, d in t.items() if not types or name in types)
         n = 0
-        for p in self._files(stream):
+        for p in self.files(stream):
             conn = self._read(p)
             if conn is None:
                 continue
@@ -624,6 +629,16 @@ class Store:
             finally:
                 conn.close()
         return n
+
+
+def open_store(where, streams=None, log=None):
+    """The store at ``where``: a ``postgresql://`` (or ``postgres://``) address opens a
+    ``pgstore.PgStore``, anything else is a data dir for the SQLite ``Store``."""
+    if where.startswith(("postgresql://", "postgres://")):
+        from .pgstore import PgStore
+
+        return PgStore(where, streams, log=log)
+    return Store(where, streams, log=log)
 
 
 def _has_table(conn, name):
