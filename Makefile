@@ -11,7 +11,7 @@ ARGS ?=
 LIB_SRC := $(wildcard lib/*.py)
 FW_SRC := $(wildcard firmware/*.py)
 
-.PHONY: venv test lint typecheck build check-build mp32 bench sim ingest deploy flash repl clean
+.PHONY: venv test lint typecheck build check-build mp32 bench sim fleet ingest deploy flash repl clean
 
 # Re-runs only when requirements-dev.txt changes (the stamp is newer otherwise).
 $(VENV)/.stamp: requirements-dev.txt
@@ -69,13 +69,20 @@ ingest: venv
 sim: venv
 	$(BIN)/python -m tools.sim $(ARGS)
 
+# The fleet path on this machine (docs/fleet.md): PostgreSQL, a 3-node NATS JetStream cluster
+# with its MQTT listener, collectors and simulated boards, e.g.
+# make fleet ARGS='--boards 20 --faults'.
+fleet: venv
+	$(BIN)/python -m tools.fleet $(ARGS)
+
 # Real board (tools/deploy.py; DRY_RUN=1 prints the commands and files, runs nothing):
-# make deploy PORT=/dev/ttyUSB0 [CONFIG=config.json] [CA=ca.der] [DRY_RUN=1]
+# make deploy PORT=/dev/ttyUSB0 [CONFIG=config.json] [CA=ca.der] [MQTT_CA=broker-ca.der] [DRY_RUN=1]
 # make flash PORT=/dev/ttyUSB0 FIRMWARE=ESP32_GENERIC-....bin [ERASE=1] [DRY_RUN=1] (erases the
 # board: asks on a terminal, needs ERASE=1 elsewhere); make repl PORT=...
 DEPLOY := $(BIN)/python -m tools.deploy $(if $(filter-out 0 no false,$(DRY_RUN)),--dry-run)
 deploy: venv
-	@$(DEPLOY) deploy --port "$(PORT)" --config "$(CONFIG)" --ca "$(CA)" --make "$(MAKE)"
+	@$(DEPLOY) deploy --port "$(PORT)" --config "$(CONFIG)" --ca "$(CA)" --mqtt-ca "$(MQTT_CA)" \
+	  --make "$(MAKE)"
 flash: venv
 	@$(DEPLOY) flash --port "$(PORT)" --firmware "$(FIRMWARE)" \
 	  $(if $(filter-out 0 no false,$(ERASE)),--erase-ok)
@@ -83,5 +90,5 @@ repl: venv
 	@$(DEPLOY) repl --port "$(PORT)"
 
 clean:
-	rm -rf build .venv .pytest_cache .mp32
+	rm -rf build .venv .pytest_cache .mp32 .fleet
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -47,6 +47,9 @@ SETS = [
     ("  + console (loaded when a person imports it)", BOARD + UPLINK + ["console"]),
     ("  + archive (only with sd_mount)", BOARD + UPLINK + ["archive"]),
     ("  + tslog_raw (only with tslog_partition)", BOARD + UPLINK + ["tslog_raw"]),
+    ("  + MQTT uplink (only with mqtt_host)", BOARD + UPLINK + ["mqtt_uplink", "umqtt_simple"]),
+    ("firmware on a board, MQTT uplink only", BOARD + ["health", "mqtt_uplink",
+                                                      "umqtt_simple"]),
 ]
 
 

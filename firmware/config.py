@@ -47,6 +47,15 @@ DEFAULTS = {
     "backoff_max_ms": 300000,  # ms, longest retry delay (exponential backoff cap)
     "timeout_s": 10,  # s per network operation (connect, send, receive)
     "cursor_commit_s": 60,  # s between saves of the upload position (flash wear)
+    # -- fleet uplink: MQTT 3.1.1 to a broker (NATS JetStream cluster), beside or instead of
+    # the TimeBase upload above (README "Fleet uplink (MQTT)")
+    "mqtt_host": "",  # "mqtts://host:8883" (TLS); "" = no MQTT uplink (the module not loaded)
+    "mqtt_ca_file": "ca.der",  # broker CA certificate file on flash (DER or PEM)
+    "mqtt_insecure": False,  # True = skip TLS checks, or allow plain mqtt:// (testing only)
+    "mqtt_user": "",  # broker user name
+    "mqtt_pass": "",  # broker password (secret)
+    "mqtt_topic": "weather/{symbol}",  # topic of every message; {symbol} = the record symbol
+    "mqtt_batch_bytes": 4096,  # bytes of JSON per message (one buffer, allocated once)
     # -- health and failure policy
     "health_interval_s": 300,  # s between health records
     "sensor_fail_reset": 30,  # failed samples in a row before a reset (backed off across boots)

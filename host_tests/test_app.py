@@ -388,9 +388,22 @@ def test_health_posts_the_latest_snapshot_best_effort():
     c.replies = [Resp(401, b""), Resp(200, b"[]")]  # the server's key changed
     assert h.step() is True and au.invalid == 3 and h.sent == 2
     h._next_ms = time.ticks_ms()
-    c.replies = [Resp(200, b'[{"message":"bad","error":"Unknown type"}]')]
-    assert h.step() is False and "refused" in h.last_error
-    assert len(c.calls) == 7 and json.loads(c.calls[-1][3])[0]["samples"] == 5  # latest
+    logs = []
+    h._log = logs.append
+    refusal = (b'[{"message":"Message is invalid:{...}","error":"java.lang.IllegalState'
+               b'Exception:Unknown type: health_record","stacktrace":"","index":0}]')
+    for _ in range(3):  # a stream without the class: logged once, counted, sent on
+        h._next_ms = time.ticks_ms()
+        c.replies = [Resp(200, refusal)]
+        assert h.step() is False and "Unknown type: health_record" in h.last_error
+    assert h.refused == 3 and len(logs) == 1 and "class health_record" in logs[0], logs
+    assert len(c.calls) == 9 and json.loads(c.calls[-1][3])[0]["samples"] == 7  # latest
+    h._next_ms = time.ticks_ms()
+    c.replies = [Resp(200, b"[]")]  # the class was added: accepted, said once
+    assert h.step() is True and len(logs) == 2 and "accepted again" in logs[1]
+    h._next_ms = time.ticks_ms()
+    c.replies = [Resp(200, b"<html>portal</html>")]  # not JSON: its start is quoted
+    assert h.step() is False and "portal" in h.last_error and len(logs) == 3
 
 
 @support.cpython_only("imports tools.ingest (desktop)")
@@ -398,7 +411,7 @@ def test_ingest_schema_accepts_health_records():
     from tools.ingest import config as icfg
     from tools.ingest import schema as ischema
 
-    assert dict(health.FIELDS) == icfg.HEALTH_RECORD
+    assert dict(health.FIELDS) == {k: v.rstrip("?") for k, v in icfg.HEALTH_RECORD.items()}
     types = icfg.DEFAULTS["streams"]["weather-data"]["types"]
     assert set(types) == {"weather_record", "health_record"}
 

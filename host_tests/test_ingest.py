@@ -16,6 +16,7 @@ import time
 
 import support
 from tools.ingest import IngestServer, Store, parse_time
+from tools.ingest import config as icfg
 from tools.ingest import schema as ingest_schema
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -688,35 +689,83 @@ def test_daily_rotation_cross_day_dedup_and_query():
 
 
 def test_query_and_stats_cli():
+    """Issue 14: --type, ISO UTC times (stats too), CSV / JSON lines / InfluxDB line
+    protocol with the original timestamps; read-only commands create nothing, and they work
+    from any directory (run as a path, from an empty folder)."""
     srv = server()
     d = srv.data_dir
     c = conn(srv)
     tok = login(c)["access_token"]
     write(c, tok, [rec(i, i) for i in range(4)] + [rec(9, 9, symbol="esp0001")])
     write(c, tok, [rec(1, 50)])  # seq 1 again, another record: a collision
+    hr = {"$type": "health_record", "symbol": "esp2462", "timestamp": "2026-11-24T10:05:00.000Z",
+          "reset_cause": 'power "on"', "resets": "1:power"}
+    hr.update({k: 7 for k, v in icfg.HEALTH_RECORD.items() if v == "INTEGER"})
+    assert write(c, tok, [hr])[2] == []
     srv.stop()
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    before = snapshot_tree(d)
+    cwd = support.tmpdir("cwd")
 
-    def run(*args):
-        p = subprocess.run([sys.executable, "-m", "tools.ingest"] + list(args), cwd=ROOT,
-                           env=env, capture_output=True, text=True, timeout=30)
-        assert p.returncode == 0, p.stderr
-        return p.stdout
+    def run(*args, code=0):
+        p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "ingest")] + list(args),
+                           cwd=cwd, env=dict(os.environ, COLUMNS="300"), capture_output=True,
+                           text=True, timeout=30)
+        assert p.returncode == code, p.stderr
+        return p.stdout if code == 0 else p.stderr
 
     out = run("query", "--data-dir", d, "--stream", STREAM, "--symbol", "esp2462",
               "--since", "2026-11-24T10:00:02Z", "--until", "2026-11-24T10:00:06Z")
     lines = out.strip().split("\n")
-    assert lines[0].startswith("symbol,type,seq,timestamp,capture_ns,acquisition_ns,")
+    assert lines[0] == ("symbol,type,seq,timestamp,received,collision,am2320_temp,"
+                        "am2320_humidity,bmp180_temp,bmp180_pressure,bmp180_altitude,mem_used,"
+                        "mem_free," + ",".join(k for k in icfg.HEALTH_RECORD if k not in
+                                               icfg.WEATHER_RECORD)), lines[0]
     assert [ln.split(",")[2] for ln in lines[1:]] == ["1", "2"]
-    rows = json.loads(run("query", "--data-dir", d, "--stream", STREAM, "--format", "json"))
+    assert lines[1].split(",")[3] == "2026-11-24T10:00:02.000Z"
+    out = run("query", "--data-dir", d, "--type", "weather_record", "--limit", "1")
+    assert out.split("\n")[0].endswith("bmp180_altitude,mem_used,mem_free")
+    rows = [json.loads(x) for x in run("query", "--data-dir", d, "--format", "jsonl",
+                                        "--type", "weather_record").splitlines()]
     assert [r["seq"] for r in rows] == [0, 1, 2, 3, 9, 1]
     assert [r["collision"] for r in rows] == [0, 0, 0, 0, 0, 1]
-    rows = json.loads(run("query", "--data-dir", d, "--stream", STREAM, "--format", "json",
-                          "--collisions"))
+    assert rows[1]["timestamp"] == "2026-11-24T10:00:02.000Z" and "capture_ns" not in rows[1]
+    assert rows[1]["received"].startswith("20") and rows[1]["received"].endswith("Z")
+    rows = json.loads(run("query", "--data-dir", d, "--format", "json", "--collisions"))
     assert [(r["seq"], r["mem_used"]) for r in rows] == [(1, 1050)]
+    health = [json.loads(x) for x in run("query", "--data-dir", d, "--format", "jsonl",
+                                          "--type", "health_record").splitlines()]
+    assert len(health) == 1 and health[0]["uptime_s"] == 7 and "am2320_temp" not in health[0]
+    lp = run("query", "--data-dir", d, "--format", "influx", "--symbol", "esp2462").splitlines()
+    assert lp[0] == ("weather_record,symbol=esp2462 am2320_temp=21.5,am2320_humidity=40.25,"
+                     "bmp180_temp=21.0,bmp180_pressure=101325.0,bmp180_altitude=12.5,"
+                     "mem_used=1000i,mem_free=90000i,seq=0i %d" % T0), lp[0]
+    assert lp[-2].startswith("weather_record,symbol=esp2462,collision=1 ")  # kept apart
+    assert lp[-1].startswith('health_record,symbol=esp2462 boot=7i,reset_cause="power \\"on\\"",')
+    assert lp[-1].endswith(" %d" % parse_time("2026-11-24T10:05:00Z"))
     figs = json.loads(run("stats", "--data-dir", d))
-    assert figs[STREAM]["rows"] == 6 and figs[STREAM]["symbols"] == ["esp0001", "esp2462"]
-    assert figs[STREAM]["collisions"] == 1
+    s = figs[STREAM]
+    assert s["rows"] == 7 and s["symbols"] == ["esp0001", "esp2462"] and s["collisions"] == 1
+    assert s["types"] == {"weather_record": 6, "health_record": 1}
+    assert s["first"] == "2026-11-24T10:00:00.000Z" and s["last"] == "2026-11-24T10:05:00.000Z"
+    assert s["boards"]["esp0001"]["weather_record"]["last"] == "2026-11-24T10:00:18.000Z"
+    # read-only: nothing created, in the data dir (no -wal/-shm) or in the current folder
+    assert snapshot_tree(d) == before
+    err = run("query", "--data-dir", os.path.join(cwd, "none"), code=2)
+    assert "no data in" in err and "--data-dir" in err and len(err.splitlines()) == 1
+    assert os.path.join(ROOT, "ingest-data") in run("query", "--help")  # not the cwd's
+    err = run("query", "--data-dir", d, "--type", "nope", code=2)
+    assert "no class nope" in err
+    assert os.listdir(cwd) == []
+    assert snapshot_tree(d) == before
+
+
+def snapshot_tree(d):
+    out = {}
+    for top, _, files in os.walk(d):
+        for f in files:
+            p = os.path.join(top, f)
+            out[p] = os.path.getsize(p)
+    return out
 
 
 def test_serve_subprocess_ready_file_and_sigterm():
@@ -746,4 +795,160 @@ def test_serve_subprocess_ready_file_and_sigterm():
     assert p.returncode == 0, out
     assert "listening on https://127.0.0.1:%d" % info["port"] in out
     assert '"written": 2' in out and "figures:" in out
+    assert "dashboard: https://127.0.0.1:%d/" % info["port"] in out
+    assert "board: copy %s onto the board" % info["ca_der"] in out
+    assert '"tb_host": "https://127.0.0.1:%d"' % info["port"] in out and "tb_pass" in out
+    assert "a board cannot reach it" in out  # loopback only: says how to serve a LAN
+    assert "certificate names: localhost, 127.0.0.1" in out
+    assert "the password of admin, the built-in default" in out
     assert info["ca_der"].endswith("ca.der") and os.path.getsize(info["ca_der"]) > 100
+
+
+def test_set_merges_nested_keys_and_names_bad_ones():
+    """Issue 14: --set users.admin.password=x keeps admin's authorities (it used to replace
+    the whole users block: every write then got 403); a bad value is a one-line error
+    naming the key, never a traceback; serve --help shows the defaults."""
+    from tools.ingest import config as cfgmod
+
+    cfg = cfgmod.load(None, sets=[cfgmod.parse_set("users.admin.password=pw-1"),
+                                  cfgmod.parse_set("faults.error_rate=0.5")])
+    assert cfg["users"]["admin"] == {"password": "pw-1",
+                                     "authorities": ["TB_ALLOW_READ", "TB_ALLOW_WRITE"]}
+    assert cfg["faults"] == {"error_rate": 0.5} and cfg["clients"] == cfgmod.DEFAULTS["clients"]
+    srv = IngestServer(support.tmpdir("set"), cfg, port=0).start()
+    try:
+        c = conn(srv)
+        srv.faults.reset()
+        tok = login(c, password="pw-1")["access_token"]
+        assert write(c, tok, [rec(1)])[:3:2] == (200, [])
+    finally:
+        srv.stop()
+    d = support.tmpdir("set-cli")
+    for arg, key in (("access_token_lifetime_s=2s", "access_token_lifetime_s"),
+                     ("max_messages=0", "max_messages"), ("nope=1", "nope: unknown key"),
+                     ("users.admin=3", "users.admin.password"),
+                     ("users.admin.authorities=TB_ALLOW_READ", "users.admin.authorities"),
+                     ("max_messages.x=1", "max_messages is not an object"),
+                     ("faults.eror_rate=1", "eror_rate"), ("novalue", "KEY=VALUE")):
+        p = subprocess.run([sys.executable, "-m", "tools.ingest", "serve", "--port", "0",
+                            "--data-dir", d, "--set", arg], cwd=ROOT, capture_output=True,
+                           text=True, timeout=30, env=dict(os.environ, PYTHONPATH=ROOT))
+        assert p.returncode == 2 and key in p.stderr, (arg, p.stderr)
+        assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert not os.path.exists(os.path.join(d, "streams"))  # refused before opening anything
+    p = subprocess.run([sys.executable, "-m", "tools.ingest", "serve", "--help"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, PYTHONPATH=ROOT, COLUMNS="300"))
+    assert "(default: 8099)" in p.stdout and "(default: 127.0.0.1)" in p.stdout
+    assert os.path.join(ROOT, "ingest-data") in p.stdout and "admin/admin" in p.stdout
+
+
+def test_certificate_names_for_a_lan_and_reissue_with_the_same_ca():
+    """Issue 14: a board configured with tb_host https://192.168.1.5:8099 must verify the
+    certificate: --name adds names, every interface adds the machine's own, a change of
+    names re-issues the server certificate under the same CA (boards keep working)."""
+    from tools.ingest import certs
+
+    d = support.tmpdir("names")
+    srv = IngestServer(d, None, port=0, names=["pi.local", "192.168.1.5"]).start()
+    try:
+        assert {"localhost", "127.0.0.1", "pi.local", "192.168.1.5"} <= set(srv.cert_names)
+        assert set(certs.cert_names(srv.tls_paths["cert"])) == set(srv.cert_names)
+        ca_der = open(srv.ca_der, "rb").read()
+        for name in ("pi.local", "192.168.1.5"):  # what a board checks: name vs certificate
+            ctx = ssl.create_default_context(cafile=srv.ca_pem)
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+                with ctx.wrap_socket(s, server_hostname=name) as t:
+                    assert t.version()
+    finally:
+        srv.stop()
+    srv = IngestServer(d, {"users": {"admin": {"password": "pw-lan-1",
+                                               "authorities": ["TB_ALLOW_WRITE"]}}},
+                       host="0.0.0.0", port=0, names=["weather.example"]).start()
+    try:
+        assert open(srv.ca_der, "rb").read() == ca_der  # same CA
+        assert "pi.local" not in srv.cert_names and "weather.example" in srv.cert_names
+        assert socket.gethostname().lower() in srv.cert_names  # the machine's own names
+        assert any("issued again" in n for n in srv.notes)
+        ctx = ssl.create_default_context(cafile=srv.ca_pem)
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            with ctx.wrap_socket(s, server_hostname="weather.example") as t:
+                assert t.version()
+    finally:
+        srv.stop()
+    again = certs.ensure(d, ["weather.example"] + certs.machine_names())
+    assert not again["reissued"]  # same names: the certificate is kept
+
+
+def test_class_missing_from_the_stream_is_logged_once():
+    """Issue 14: a stream made as in the seed article has only the weather class; the
+    board's health records are refused (per-message error) and the server says so once,
+    with the way out, instead of at every record."""
+    import io
+
+    out = io.StringIO()
+    cfg = {"streams": {STREAM: {"types": {"weather_record": icfg.WEATHER_RECORD}}}}
+    srv = IngestServer(support.tmpdir("nocls"), cfg, port=0, out=out).start()
+    try:
+        c = conn(srv)
+        tok = login(c)["access_token"]
+        hr = {"$type": "health_record", "symbol": "esp1",
+              "timestamp": "2026-11-24T10:05:00.000Z"}
+        for i in range(3):
+            st, _, errs = write(c, tok, [rec(i, i), hr])
+            assert st == 200 and len(errs) == 1
+            assert "Unknown type: health_record" in errs[0]["error"]
+    finally:
+        srv.stop()
+    log = out.getvalue()
+    assert log.count("class 'health_record' refused") == 1, log
+    assert "Health records on a stream without the class" in log
+
+
+def test_series_from_rollups_equals_series_from_rows():
+    """The dashboard's downsampling reads per-minute rollups for buckets of a minute or
+    more; a day file without them (written before they existed, read-only) gives the same
+    series from its rows; a rollup is rebuilt when the server opens the file."""
+    import shutil
+    import sqlite3
+
+    d = support.tmpdir("rollup")
+    clock = [T0]
+    st = Store(d, clock_ns=lambda: clock[0])
+    rows = []
+    for i in range(2000):
+        if 700 <= i < 900:
+            continue  # an outage
+        rows.append(_row(i, T0 + i * 7 * 10**9 + (i % 3) * 10**8))
+        rows[-1]["fields"]["bmp180_temp"] = None if i % 5 == 0 else 20.0 + (i % 17) / 10
+        rows[-1]["fields"]["am2320_temp"] = 15 + (i % 23) * 0.37
+    for a in range(0, len(rows), 300):
+        st.write(STREAM, rows[a:a + 300])
+        clock[0] += 10 * 3600 * 10**9  # batches in several day files
+    st.close()
+    fields = ["am2320_temp", "bmp180_temp"]
+    args = (STREAM, "esp2462", "weather_record", fields, T0 - 10**9, T0 + 14000 * 10**9)
+    ro = Store(d, readonly=True)
+    a = ro.series(*args, 100)
+    assert a["bucket_s"] == 180 and None in a["n"]  # rollups; the outage is a gap
+    raw = support.tmpdir("rollup-raw")
+    shutil.copytree(d, raw, dirs_exist_ok=True)
+    for f in os.listdir(os.path.join(raw, "streams", STREAM)):
+        if f.startswith(STREAM + "-"):
+            c = sqlite3.connect(os.path.join(raw, "streams", STREAM, f))
+            c.execute("DROP TABLE rollup")
+            c.execute("DROP TABLE rollup_15m")
+            c.commit()
+            c.close()
+    assert Store(raw, readonly=True).series(*args, 100) == a
+    srv = IngestServer(raw, None, port=0)  # the server rebuilds what is missing at start
+    srv.stop()
+    c = sqlite3.connect(os.path.join(raw, "streams", STREAM, sorted(
+        f for f in os.listdir(os.path.join(raw, "streams", STREAM)) if f.startswith(STREAM + "-")
+    )[0]))
+    assert c.execute("SELECT sum(n) FROM rollup").fetchone()[0] == 600  # 2 batches that day
+    c.close()
+    assert Store(raw, readonly=True).series(*args, 100) == a
+    b = ro.series(*args, 5000)  # capped at 2000 buckets of whole seconds: from the rows
+    assert b["bucket_s"] == 8 and sum(n for n in b["n"] if n) == len(rows)
+    assert ro.latest(STREAM, "weather_record")["esp2462"]["seq"] == 1999

@@ -174,7 +174,9 @@ def test_malformed_framing_is_400_and_a_close_on_every_route():
         tok = write_valid(srv, seqs)
         routes = [("POST", "/oauth/token", BASIC), ("POST", WRITE, "Bearer " + tok),
                   ("GET", "/ping", ""), ("GET", "/nowhere", ""), ("POST", "/admin/faults", ""),
-                  ("POST", "/api/v0/weather-data/select", "Bearer " + tok)]
+                  ("POST", "/api/v0/weather-data/select", "Bearer " + tok),
+                  ("POST", "/login", ""), ("GET", "/", ""), ("GET", "/dash/series", ""),
+                  ("GET", "/dash/export", "Bearer " + tok)]
         heads = [("Content-Length: -1", 400), ("Content-Length: abc", 400),
                  ("Content-Length: +5", 400), ("Content-Length: 5\r\nContent-Length: 6", 400),
                  ("Content-Length: 1" + "0" * 30, 400),

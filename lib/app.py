@@ -12,6 +12,8 @@ Uploader thread, every ``send_interval_s`` (at once again while a backlog drains
     clock.step(online)      NTP (re)sync when due: one attempt, DNS + up to 1 s
     sender.step()           at most one HTTP exchange (only while Wi-Fi is up)
     health.step()           a health record every ``health_interval_s``
+    mqtt.step()             with ``mqtt_host``: at most one MQTT publish (reader 2) and its
+                            health record (lib/mqtt_uplink.py, docs/fleet.md)
 
 ``clock.step`` runs on the uploader thread, not the sampling loop, because an NTP
 attempt blocks for a DNS lookup plus ``ntptime.timeout`` (1 s), half a 2 s slot
@@ -82,11 +84,16 @@ on_iteration = None  # default on_iteration of run() (simulator)
 
 
 class LockedReader:
-    """A TSReader whose calls hold ``lock`` (the sampler writes the same TSLog)."""
+    """A TSReader whose calls hold ``lock`` (the sampler writes the same TSLog).
 
-    def __init__(self, reader, lock):
+    ``followers``: readers of uplinks that are not configured (the MQTT uplink's reader 2
+    exists, so readers 0 and 1 do too): each commit reads them up to this reader, so they
+    never hold records on flash that every configured uplink has sent."""
+
+    def __init__(self, reader, lock, followers=()):
         self._r = reader
         self._lock = lock
+        self._followers = followers
 
     @property
     def seqn(self):
@@ -99,6 +106,10 @@ class LockedReader:
     def commit(self):
         with self._lock:
             self._r.commit()
+            for f in self._followers:
+                while f.seqn < self._r.seqn and f.next_record() is not None:
+                    pass
+                f.commit()
 
 
 class _OfflineClock:
@@ -151,7 +162,7 @@ class App:
         self.online_default = bool(parts.get("online", False))
         self.i2c = self.led = self.wifi = self.clock = self.guard = None
         self.queue = self.sampler = self.sender = self.health = self.archive = None
-        self.client = self.auth = None
+        self.client = self.auth = self.mqtt = None
         self.symbol = cfg.get("symbol") or default_symbol()
         self.upload_stall_ms = cfg.get("upload_stall_ms", _UPLOAD_STALL_MS)
         self._stop = False
@@ -201,6 +212,7 @@ class App:
         if self.wifi is None and "wifi" not in p:
             self.wifi = self._make_wifi()
         self._make_uplink()
+        self._make_mqtt()
         self.archive = self._make_archive()
         # The REPL's helpers (console.status() etc.) see the live objects. Not imported
         # here: console picks these up when a person imports it, so its code (~9 KB of
@@ -271,7 +283,7 @@ class App:
         self._log("app: queue on %s" % self.queue_place)
         kw = {"bucket_size": self.c("bucket_size", 1024),
               "commit_delta": self.c("commit_delta", 16),
-              "nreaders": 2 if self.c("sd_mount", "") else 1}
+              "nreaders": 3 if self.c("mqtt_host", "") else 2 if self.c("sd_mount", "") else 1}
         _finish_move(folder)
         if not isinstance(where, str) and fsutil.exists(folder + ".new"):
             return self._copy_back(where, folder + ".new", kw)  # a cut during _move_old
@@ -374,6 +386,37 @@ class App:
             gc.collect()
             self._log("app: uploader disabled: %s" % e)
 
+    def _make_mqtt(self):
+        """The fleet uplink (lib/mqtt_uplink.py, reader 2), loaded only when ``mqtt_host``
+        is set; health records go out on it too."""
+        url = self.c("mqtt_host", "")
+        if not url:
+            return
+        try:
+            import mqtt_uplink
+            idle = [self.queue.reader(n) for n, key in ((0, "tb_host"), (1, "sd_mount"))  # type: ignore
+                    if not self.c(key, "")]
+
+            def health_message():
+                if not self.clock.is_set:  # type: ignore
+                    return None
+                import health
+                return health.message(self.symbol, self.clock.utc_ms(), self.snapshot())  # type: ignore
+
+            self.mqtt = mqtt_uplink.MqttUplink(
+                LockedReader(self.queue.reader(2), self.lock, idle), self.symbol, url,  # type: ignore
+                ca_file=self.c("mqtt_ca_file") or None,
+                insecure=bool(self.c("mqtt_insecure", False)), user=self.c("mqtt_user"),
+                password=self.c("mqtt_pass"), topic=self.c("mqtt_topic", "weather/{symbol}"),
+                batch_bytes=self.c("mqtt_batch_bytes", 4096), timeout_s=self.c("timeout_s", 10),
+                backoff_min_ms=self.c("backoff_min_ms", 1000),
+                backoff_max_ms=self.c("backoff_max_ms", 300000), boot=self.boot16,
+                health_ms=int(self.c("health_interval_s", 300) * 1000), health=health_message,
+                log=self._log)
+        except Exception as e:  # noqa: BLE001 - e.g. CA file missing: keep logging
+            self.mqtt = None
+            self._log("app: MQTT uplink disabled: %s" % e)
+
     # ------------------------------------------------------------------ state
     def online(self):
         w = self.wifi
@@ -390,6 +433,8 @@ class App:
                 self.sender.set_boot_epoch(self.boot16, ep)
             if self.archive is not None:
                 self.archive.set_boot_epoch(self.boot16, ep)
+            if self.mqtt is not None:
+                self.mqtt.set_boot_epoch(self.boot16, ep)
 
     def snapshot(self):
         """The health record's fields (see ``health``)."""
@@ -406,7 +451,7 @@ class App:
                 rssi = w.rssi()
             except Exception:  # noqa: BLE001
                 rssi = None
-        snd = self.sender
+        snd = self.sender or self.mqtt
         return {"boot": g.boot, "reset_cause": g.cause,  # type: ignore
                 "resets": ",".join("%d:%s" % (b, c) for b, c in g.history),  # type: ignore
                 "uptime_s": self.clock.mono_ms() // 1000,  # type: ignore
@@ -418,7 +463,7 @@ class App:
                 "am2320_fails": s.fails["am2320"][1],  # type: ignore
                 "bmp180_fails": s.fails["bmp180"][1],  # type: ignore
                 "dropped": dropped, "dead": snd.dead if snd else 0,
-                "sent": snd.sent if snd else 0, "queue": self.queue_place,
+                "sent": snd.sent if snd else 0, "firmware": VERSION, "queue": self.queue_place,
                 "queue_days": self.queue_days()}
 
     def queue_days(self):
@@ -445,6 +490,9 @@ class App:
         d["dead"] = snd.dead if snd else 0
         d["sender_state"] = snd.state if snd else "off"
         d["health_sent"] = self.health.sent if self.health else 0
+        mq = self.mqtt
+        d["mqtt_sent"] = mq.sent if mq else 0
+        d["mqtt_state"] = mq.state if mq else "off"
         w = self.wifi
         d["wifi"] = w.state if w is not None else ("online" if self.online_default else "off")
         d["clock_set"] = bool(self.clock.is_set)  # type: ignore
@@ -482,6 +530,9 @@ class App:
         self.up_beat = time.ticks_ms()
         if online and self.health is not None:
             self.health.step(True)
+            self.up_beat = time.ticks_ms()
+        if online and self.mqtt is not None:  # the fleet uplink, its own reader and link
+            busy = self.mqtt.step() > 0 or busy
             self.up_beat = time.ticks_ms()
         if self.archive is not None:  # on this thread: a slow card never delays a sample
             try:

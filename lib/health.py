@@ -14,6 +14,11 @@ every record of the boot, and ``resets`` lists the last few boots' causes, so a 
 still reaches the server when the boot it caused sent nothing.  While offline or
 before the clock is set the record stays due and goes out as soon as both are fine.
 
+A server that refuses the record (``200`` with an error entry: a stream created with the
+weather class only answers ``Unknown type: health_record``) is logged once with a hint,
+then quietly counted in ``refused`` while the snapshots keep going out, so the records
+flow as soon as the class is added (docs/firmware.md); a different refusal is logged again.
+
 Fields (all non-null; ``FIELDS`` gives the TimeBase types for the stream schema):
 
 ==============  ========  ===================================================
@@ -36,6 +41,7 @@ bmp180_fails    INTEGER   failed BMP180 readings since boot
 dropped         INTEGER   unsent records deleted because the flash was full
 dead            INTEGER   records dead-lettered by the sender since boot
 sent            INTEGER   records uploaded since boot
+firmware        VARCHAR   firmware version (``app.VERSION``)
 queue           VARCHAR   where the queue is: ``partition tslog`` or its folder
 queue_days      INTEGER   days of samples the queue holds at this interval (estimate)
 ==============  ========  ===================================================
@@ -45,7 +51,6 @@ import json
 import time
 
 import record
-import sender
 
 TYPE_NAME = "health_record"
 FIELDS = (("boot", "INTEGER"), ("reset_cause", "VARCHAR"), ("resets", "VARCHAR"),
@@ -54,21 +59,37 @@ FIELDS = (("boot", "INTEGER"), ("reset_cause", "VARCHAR"), ("resets", "VARCHAR")
           ("wifi_drops", "INTEGER"), ("samples", "INTEGER"), ("stored", "INTEGER"),
           ("missed", "INTEGER"), ("sensor_failed", "INTEGER"), ("am2320_fails", "INTEGER"),
           ("bmp180_fails", "INTEGER"), ("dropped", "INTEGER"), ("dead", "INTEGER"),
-          ("sent", "INTEGER"), ("queue", "VARCHAR"), ("queue_days", "INTEGER"))
+          ("sent", "INTEGER"), ("firmware", "VARCHAR"), ("queue", "VARCHAR"),
+          ("queue_days", "INTEGER"))
+
+
+def message(symbol, utc_ms, snap):
+    """The JSON text of one health message of ``symbol`` at ``utc_ms`` from ``snap`` (a dict
+    with the ``FIELDS`` names; a missing one is sent as 0 or "")."""
+    m = {"$type": TYPE_NAME, "symbol": symbol, "timestamp": record.iso_utc(utc_ms)}
+    for name, kind in FIELDS:
+        v = snap.get(name)
+        if v is None:
+            v = "" if kind == "VARCHAR" else 0
+        m[name] = v
+    return json.dumps(m)
 
 
 class Health:
     """Sends ``gather()`` (a dict with the ``FIELDS`` names) every ``interval_ms``.
 
     ``clock``: object with ``is_set`` and ``utc_ms()``.  Figures: ``sent``, ``failed``,
-    ``last_error``.
+    ``refused`` (failures the server answered with an error entry), ``last_error``.
     """
 
     def __init__(self, client, auth, stream, symbol, interval_ms, gather, clock,
                  write_mode="APPEND", log=print):
+        import sender  # here: the MQTT uplink uses message() without the HTTPS modules
+
         self._client = client
         self._auth = auth
         self._path = sender.write_path(stream, write_mode)
+        self._stream = stream
         self._symbol = symbol
         self.interval_ms = interval_ms
         self._gather = gather
@@ -77,19 +98,13 @@ class Health:
         self._next_ms = time.ticks_ms()  # the first one as soon as possible
         self.sent = 0
         self.failed = 0
+        self.refused = 0
         self.last_error = None
+        self._refusal = None  # the refusal last logged: the same one is not logged again
 
     def message(self):
         """The JSON text of the current snapshot (one message, not the array)."""
-        m = {"$type": TYPE_NAME, "symbol": self._symbol,
-             "timestamp": record.iso_utc(self._clock.utc_ms())}
-        snap = self._gather()
-        for name, kind in FIELDS:
-            v = snap.get(name)
-            if v is None:
-                v = "" if kind == "VARCHAR" else 0
-            m[name] = v
-        return json.dumps(m)
+        return message(self._symbol, self._clock.utc_ms(), self._gather())
 
     def step(self, online=True):
         """Send a snapshot if one is due; True sent, False failed, None nothing done."""
@@ -97,12 +112,22 @@ class Health:
                 or not self._clock.is_set):
             return None
         self._next_ms = time.ticks_add(time.ticks_ms(), self.interval_ms)
+        import sender  # here: the MQTT uplink uses message() without the TimeBase sender
+
         try:
             resp = sender.post(self._client, self._auth, self._path, "[" + self.message() + "]")
             if resp.status != 200:
                 raise ValueError("HTTP %d" % resp.status)
             if resp.body.strip() != b"[]":
-                raise ValueError("refused: %s" % resp.body[:120].decode())
+                self.failed += 1
+                self.refused += 1
+                self.last_error = "refused: " + _refusal(resp.body)
+                if self.last_error != self._refusal:
+                    self._refusal = self.last_error
+                    self._log("health: the server %s (does stream %s have the class %s? "
+                              "docs/firmware.md); sending on, not logged again" % (
+                                  self.last_error, self._stream, TYPE_NAME))
+                return False
         except Exception as e:  # noqa: BLE001 - best effort: any failure waits an interval
             self.failed += 1
             self.last_error = str(e)[:120]
@@ -111,4 +136,17 @@ class Health:
             return False
         self.sent += 1
         self.last_error = None
+        if self._refusal is not None:
+            self._refusal = None
+            self._log("health: records accepted again")
         return True
+
+
+def _refusal(body):
+    """The reason in a /write error reply (its first entry's ``error``), shortened."""
+    try:
+        e = json.loads(body)[0]
+        text = e.get("error") or e.get("description") or str(e)
+    except Exception:  # noqa: BLE001 - not the JSON we expect: quote the start
+        text = body[:80].decode("utf-8", "replace")
+    return text[:100]

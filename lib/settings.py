@@ -28,7 +28,7 @@ from micropython import const
 
 PATH = "config.json"  # relative: the board's cwd is "/", the simulator's its flash image
 SECRETS = ("wifi_password", "ap_password", "tb_pass", "tb_refresh_token", "tb_client_secret",
-           "webrepl_password")
+           "webrepl_password", "mqtt_pass")
 _MAX_FILE = const(8192)  # bytes: a bigger config.json is refused (bounded allocation)
 _NVS_BUF = const(96)  # bytes: an SSID is <= 32, a WPA2 passphrase <= 64
 
@@ -77,17 +77,27 @@ RULES = {
     "upload_stall_ms": (int, 10000, 3600000),
     "webrepl_password": (str, 4, 9),  # WebREPL accepts 4..9 characters
     "sd_mount": (str, 0, 32),
+    "mqtt_host": (str, 0, 256),
+    "mqtt_ca_file": (str, 1, 64),
+    "mqtt_insecure": (bool, 0, 0),
+    "mqtt_user": (str, 0, 128),
+    "mqtt_pass": (str, 0, 128),
+    "mqtt_topic": (str, 1, 128),
+    "mqtt_batch_bytes": (int, 1024, 16384),
 }
 _CHOICES = {"write_mode": ("APPEND", "INSERT", "REWRITE", "TRUNCATE", "")}
-_PREFIXES = {"tb_host": ("https://", "http://"), "sd_mount": ("/",)}
-_EMPTY_OK = ("webrepl_password", "tb_host", "sd_mount")  # "" allowed despite the rule
+_PREFIXES = {"tb_host": ("https://", "http://"), "sd_mount": ("/",),
+             "mqtt_host": ("mqtts://", "mqtt://")}
+# "" allowed despite the rule
+_EMPTY_OK = ("webrepl_password", "tb_host", "sd_mount", "mqtt_host")
 _ZERO_OK = ("wdt_timeout_ms",)  # 0 allowed despite the rule
-_NO_CHARS = {"tb_stream": "/?#% ", "tslog_dir": " ", "tb_ca_file": " "}  # go into URLs/paths
+_NO_CHARS = {"tb_stream": "/?#% ", "tslog_dir": " ", "tb_ca_file": " ", "mqtt_ca_file": " ",
+             "mqtt_topic": "+# ", "mqtt_host": "?#@ "}  # go into URLs/paths/topics
 # (key, key): must differ (pins) / first <= second (backoff) / a plain http:// host only
 # with the insecure opt-out (the password and tokens would cross the network readable)
 _DIFFERENT = (("i2c_scl", "i2c_sda"), ("led_pin", "i2c_scl"), ("led_pin", "i2c_sda"))
 _ORDERED = (("backoff_min_ms", "backoff_max_ms"),)
-_CLEAR_TEXT = (("tb_host", "tb_insecure"),)
+_CLEAR_TEXT = (("tb_host", "tb_insecure"), ("mqtt_host", "mqtt_insecure"))
 
 _TYPE_NAMES = {str: "str", int: "int", bool: "bool", float: "number"}
 
@@ -101,13 +111,15 @@ def _greater(a, b):
 
 
 def _clear_text(host, insecure):
-    return isinstance(host, str) and host.startswith("http://") and insecure is not True
+    return isinstance(host, str) and (host.startswith("http://") or host.startswith(
+        "mqtt://")) and insecure is not True
 
 
 _PAIR_RULES = ((_DIFFERENT, _same, "%s and %s must differ"),
                (_ORDERED, _greater, "%s must be <= %s"),
-               (_CLEAR_TEXT, _clear_text, "%s is plain http://, which sends the password and "
-                "tokens unencrypted: use https://, or set %s to true (a LAN test only)"))
+               (_CLEAR_TEXT, _clear_text, "%s is plain http:// or mqtt://, which sends the "
+                "password unencrypted: use https:// or mqtts://, or set %s to true (a LAN test "
+                "only)"))
 
 
 def _conflicts(cfg):

@@ -105,7 +105,8 @@ def _defaults(root):
     return ns["DEFAULTS"]
 
 
-def deploy_plan(port, config=None, ca=None, root=ROOT, bin_dir=None, make="make"):
+def deploy_plan(port, config=None, ca=None, root=ROOT, bin_dir=None, make="make",
+                mqtt_ca=None):
     """(commands, files) of a deploy: each command an argv list; files as
     (local path, board path) pairs. Raises DeployError on a bad argument."""
     root = Path(root)
@@ -122,13 +123,19 @@ def deploy_plan(port, config=None, ca=None, root=ROOT, bin_dir=None, make="make"
     files += [("firmware/" + p.name, ":" + p.name) for p in fw]
     defaults = _defaults(root)
     ca_name = defaults.get("tb_ca_file", "ca.der")
+    mqtt_ca_name = defaults.get("mqtt_ca_file", "ca.der")
     extra = []
     if config:
         if not Path(config).is_file():
             raise DeployError("CONFIG file not found: %s" % config)
         cfg = _check_config(config, defaults)
         ca_name = cfg.get("tb_ca_file", ca_name)
+        mqtt_ca_name = cfg.get("mqtt_ca_file", mqtt_ca_name)
         extra.append((str(config), ":config.json"))
+        if str(cfg.get("mqtt_host", "")).startswith("mqtts://") and not cfg.get(
+                "mqtt_insecure") and not mqtt_ca and not (ca and mqtt_ca_name == ca_name):
+            print("warning: no MQTT_CA given: the board must already have /%s for %s" % (
+                mqtt_ca_name, cfg["mqtt_host"]), file=sys.stderr)
         if str(cfg.get("tb_host", "")).startswith("https://") and not cfg.get(
                 "tb_insecure") and not ca:
             print("warning: no CA given: the board must already have /%s for %s" % (
@@ -153,6 +160,13 @@ def deploy_plan(port, config=None, ca=None, root=ROOT, bin_dir=None, make="make"
         if not Path(ca).is_file():
             raise DeployError("CA file not found: %s" % ca)
         extra.append((str(ca), ":" + ca_name))
+    if mqtt_ca:
+        if not Path(mqtt_ca).is_file():
+            raise DeployError("MQTT CA file not found: %s" % mqtt_ca)
+        if ca and mqtt_ca_name == ca_name:
+            raise DeployError("CA and MQTT_CA would both be /%s: set mqtt_ca_file in CONFIG"
+                              % ca_name)
+        extra.append((str(mqtt_ca), ":" + mqtt_ca_name))
     files += extra
     # One line of Python (double quotes only, so the shell quoting stays readable) that
     # makes /lib and removes the files that would shadow the new modules.
@@ -267,6 +281,8 @@ def main(argv=None):
     ap.add_argument("--port", default="", help="serial port of the board, e.g. /dev/ttyUSB0")
     ap.add_argument("--config", default="", help="deploy: config.json to copy (checked)")
     ap.add_argument("--ca", default="", help="deploy: server CA certificate (DER or PEM)")
+    ap.add_argument("--mqtt-ca", default="", help="deploy: MQTT broker CA (DER or PEM), "
+                                                  "copied as the config's mqtt_ca_file")
     ap.add_argument("--firmware", default="", help="flash: MicroPython ESP32 .bin image")
     ap.add_argument("--erase-ok", action="store_true",
                     help="flash: erase without asking (make flash ERASE=1)")
@@ -279,7 +295,8 @@ def main(argv=None):
     bin_dir = a.bin or None
     try:
         if a.action == "deploy":
-            cmds, files = deploy_plan(a.port, a.config, a.ca, root, bin_dir, a.make)
+            cmds, files = deploy_plan(a.port, a.config, a.ca, root, bin_dir, a.make,
+                                      a.mqtt_ca)
             print("# %s: %d commands, %d files%s" % (
                 a.action, len(cmds), len(files), " (dry run: nothing is run)" if a.dry_run
                 else ""), flush=True)

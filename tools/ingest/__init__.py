@@ -2,7 +2,8 @@
 
 Run it: ``python -m tools.ingest serve --port 8099 --data-dir ingest-data`` (first run creates
 ``ingest-data/tls/ca.pem`` / ``ca.der``: the CA to put onto the board).  Read data back with
-``python -m tools.ingest query --stream weather-data --format csv``.  docs/ingest.md has the
+``python -m tools.ingest query --type weather_record --format csv|jsonl|influx``; see it
+on the dashboard at ``https://127.0.0.1:8099/`` (``dashboard.py``).  docs/ingest.md has the
 config keys, the limits it keeps on an open network, the wire format, the dedup rule
 (``dedup.py``) and the differences from a real WebAdmin.
 

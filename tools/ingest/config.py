@@ -22,13 +22,15 @@ WEATHER_RECORD = {
 }
 
 # The firmware's health records (lib/health.py FIELDS), a second class of the same stream.
+# ``firmware`` is nullable: boards from before it was added do not send it.
 HEALTH_RECORD = {
     "boot": "INTEGER", "reset_cause": "VARCHAR", "resets": "VARCHAR", "uptime_s": "INTEGER",
     "heap_free": "INTEGER", "heap_used": "INTEGER", "flash_free": "INTEGER",
     "queue_lag": "INTEGER", "rssi": "INTEGER", "wifi_drops": "INTEGER", "samples": "INTEGER",
     "stored": "INTEGER", "missed": "INTEGER", "sensor_failed": "INTEGER",
     "am2320_fails": "INTEGER", "bmp180_fails": "INTEGER", "dropped": "INTEGER",
-    "dead": "INTEGER", "sent": "INTEGER", "queue": "VARCHAR", "queue_days": "INTEGER",
+    "dead": "INTEGER", "sent": "INTEGER", "firmware": "VARCHAR?", "queue": "VARCHAR?",
+    "queue_days": "INTEGER?",
 }
 
 DEFAULTS = {
@@ -42,6 +44,10 @@ DEFAULTS = {
     },
     "access_token_lifetime_s": 300,
     "refresh_token_lifetime_s": 86400,
+    # Dashboard (docs/ingest.md "Dashboard"): a sign-in lasts this long; a board not heard
+    # from (no record of any class received) for offline_after_s is shown "offline since".
+    "session_lifetime_s": 43200,
+    "offline_after_s": 900,
     "streams": {
         "weather-data": {"types": {"weather_record": WEATHER_RECORD,
                                    "health_record": HEALTH_RECORD}},
@@ -109,57 +115,122 @@ def _merge(base, over):
     return base
 
 
-def load(path=None, overrides=None):
-    """The effective config: DEFAULTS, then the JSON file at ``path``, then ``overrides``.
+def parse_set(item):
+    """``KEY=VALUE`` from ``--set`` -> (["key", "sub"...], value): VALUE is JSON, or a bare
+    string when it is not JSON (``--set users.admin.password=s3cret``)."""
+    key, eq, text = item.partition("=")
+    path = key.strip().split(".")
+    if not eq or not all(path):
+        raise ConfigError("--set %s: use KEY=VALUE, e.g. access_token_lifetime_s=2" % item[:60])
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    return path, value
 
-    ``users``, ``clients`` and ``streams`` given in a file replace the defaults whole.
+
+def apply_set(cfg, path, value):
+    """Set one nested key (``users.admin.password``) in ``cfg``, keeping its siblings:
+    only that key changes (``users.admin``'s authorities stay)."""
+    name = ".".join(path)
+    if path[0] not in DEFAULTS:
+        raise ConfigError("%s: unknown key (known: %s)" % (name, ", ".join(sorted(DEFAULTS))))
+    node = cfg
+    for i, k in enumerate(path[:-1]):
+        nxt = node.get(k)
+        if nxt is None:
+            nxt = node[k] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError("%s: %s is not an object" % (name, ".".join(path[:i + 1])))
+        node = nxt
+    node[path[-1]] = value
+
+
+def load(path=None, overrides=None, sets=()):
+    """The effective config: DEFAULTS, then the JSON file at ``path``, then ``overrides``
+    (a dict merged like a file), then ``sets`` (``parse_set`` results: one nested key each).
+
+    ``users``, ``clients`` and ``streams`` given in a file replace the defaults whole; a
+    ``set`` changes only the key it names.  Raises ConfigError with a one-line message
+    naming the key.
     """
     cfg = copy.deepcopy(DEFAULTS)
     if path:
-        with open(path) as f:
-            try:
+        try:
+            with open(path) as f:
                 data = json.load(f)
-            except ValueError as e:
-                raise ConfigError("config %s: not JSON: %s" % (path, e))
+        except OSError as e:
+            raise ConfigError("config %s: %s" % (path, e.strerror or e))
+        except ValueError as e:
+            raise ConfigError("config %s: not JSON: %s" % (path, e))
+        if not isinstance(data, dict):
+            raise ConfigError("config %s: not a JSON object" % path)
         _merge(cfg, data)
     if overrides:
         _merge(cfg, copy.deepcopy(overrides))
+    for keys, value in sets:
+        apply_set(cfg, keys, value)
     validate(cfg)
     return cfg
 
 
+def _positive(cfg, k, integer):
+    v = cfg[k]
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+    if ok and integer and not isinstance(v, int):
+        ok = False
+    if not ok:
+        raise ConfigError("%s: %r is not a positive %s" % (
+            k, v, "integer" if integer else "number (seconds)"))
+
+
+def _strings(v):
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
 def validate(cfg):
+    for k in ("users", "clients", "streams", "faults"):
+        if not isinstance(cfg[k], dict):
+            raise ConfigError("%s: must be an object" % k)
     for name, spec in cfg["streams"].items():
         if not name or "/" in name:
-            raise ConfigError("bad stream name %r" % name)
-        types = spec.get("types")
+            raise ConfigError("streams: bad stream name %r" % name)
+        types = spec.get("types") if isinstance(spec, dict) else None
         if not isinstance(types, dict) or not types:
-            raise ConfigError("stream %s: 'types' must map class names to field dicts" % name)
-        for fields in types.values():
+            raise ConfigError("streams.%s.types: must map class names to field dicts" % name)
+        for cls, fields in types.items():
+            if not isinstance(fields, dict):
+                raise ConfigError("streams.%s.types.%s: must map field names to types"
+                                  % (name, cls))
             for fname, ftype in fields.items():
                 if not _IDENT.match(fname) or fname in _RESERVED:
-                    raise ConfigError("stream %s: bad field name %r" % (name, fname))
+                    raise ConfigError("streams.%s.types.%s: bad field name %r" % (
+                        name, cls, fname))
                 if str(ftype).upper().rstrip("?") not in _TYPES:
-                    raise ConfigError("stream %s: field %s: type %r not one of %s" % (
-                        name, fname, ftype, ", ".join(_TYPES)))
+                    raise ConfigError("streams.%s.types.%s.%s: type %r not one of %s" % (
+                        name, cls, fname, ftype, ", ".join(_TYPES)))
     for name, u in cfg["users"].items():
-        if "password" not in u:
-            raise ConfigError("user %s has no password" % name)
+        if not isinstance(u, dict) or not isinstance(u.get("password"), str):
+            raise ConfigError("users.%s.password: missing or not a string" % name)
+        if not _strings(u.get("authorities", [])):
+            raise ConfigError("users.%s.authorities: must be a list of strings, e.g. "
+                              '["TB_ALLOW_READ", "TB_ALLOW_WRITE"]' % name)
     for name, c in cfg["clients"].items():
-        if "secret" not in c:
-            raise ConfigError("client %s has no secret" % name)
+        if not isinstance(c, dict) or not isinstance(c.get("secret"), str):
+            raise ConfigError("clients.%s.secret: missing or not a string" % name)
     for k in ("access_token_lifetime_s", "refresh_token_lifetime_s", "idle_timeout_s",
-              "request_timeout_s", "login_lockout_max_s"):
-        if not float(cfg[k]) > 0:
-            raise ConfigError("%s must be > 0" % k)
+              "request_timeout_s", "login_lockout_max_s", "session_lifetime_s",
+              "offline_after_s"):
+        _positive(cfg, k, False)
     for k in ("max_body_bytes", "max_messages", "max_error_entries", "max_connections",
               "max_connections_per_client", "login_failures_per_client",
-              "login_failures_per_user"):
-        if not isinstance(cfg[k], int) or isinstance(cfg[k], bool) or cfg[k] < 1:
-            raise ConfigError("%s must be a positive integer" % k)
+              "login_failures_per_user", "select_rows_default", "select_rows_max"):
+        _positive(cfg, k, True)
+    if not isinstance(cfg["admin_api"], bool):
+        raise ConfigError("admin_api: must be true or false")
     unknown = set(cfg["faults"]) - set(FAULT_DEFAULTS)
     if unknown:
-        raise ConfigError("unknown fault knobs: %s" % ", ".join(sorted(unknown)))
+        raise ConfigError("faults: unknown knobs: %s" % ", ".join(sorted(unknown)))
 
 
 def stream_fields(spec):

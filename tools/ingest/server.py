@@ -31,7 +31,7 @@ import threading
 import time
 import urllib.parse
 
-from . import certs, schema
+from . import certs, dashboard, schema
 from . import config as _config
 from .faults import Faults, Stats
 from .store import Store, parse_time
@@ -457,6 +457,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self._admin(method, parts[1:])
             if parts[:2] == ["api", "v0"]:
                 return self._api(method, [urllib.parse.unquote(p) for p in parts[2:]])
+            if dashboard.routes(parts):
+                return dashboard.handle(self, method, parts)
             self._drain()
             self._spring_error(404, "No message available")
         except _TooLarge as e:
@@ -675,6 +677,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 rejects += 1
                 if len(errors) < cap:
                     errors.append(schema.error_entry(i, m, e))
+                if str(e).startswith("Unknown type: "):
+                    srv.unknown_class(stream, str(e)[14:])
         try:
             res = srv.store.write(stream, rows) if rows else None
         except RuntimeError:  # store closed: shutting down or restarting
@@ -856,10 +860,13 @@ class IngestServer:
     ``tls``: True (local CA in ``data_dir/tls``), or False for plain HTTP (debugging only).
     ``port=0`` picks a free port; ``.port``, ``.url``, ``.ca_pem``, ``.ca_der`` tell the result.
     ``verbose``: 0 errors only, 1 adds rejects and TLS failures, 2 adds every request line.
+    ``names``: DNS names and IP addresses the certificate must hold besides localhost and
+    127.0.0.1 (bound to every interface, the machine's own are added: ``certs``);
+    ``.cert_names`` tells the result.
     """
 
     def __init__(self, data_dir, config=None, host="127.0.0.1", port=0, tls=True, verbose=0,
-                 out=None):
+                 out=None, names=()):
         if isinstance(config, str):
             self.cfg = _config.load(config)
         else:
@@ -870,7 +877,16 @@ class IngestServer:
         self.verbose = verbose
         self.out = out or sys.stderr
         self.notes = self._guard_exposure()  # may raise ConfigError: nothing opened yet
-        self.tls_paths = certs.ensure(data_dir) if tls else None
+        names = list(names)
+        if host in ("", "0.0.0.0", "::"):
+            names += certs.machine_names()
+        elif not is_loopback(host):
+            names.append(host)
+        self.tls_paths = certs.ensure(data_dir, names) if tls else None
+        self.cert_names = self.tls_paths["names"] if tls else []
+        if tls and self.tls_paths["reissued"]:
+            self.notes.append("certificate: issued again for the new names (same CA: boards "
+                              "that trust it keep working)")
         self.ssl_context = certs.server_context(self.tls_paths) if tls else None
         self.ca_pem = self.tls_paths["ca_pem"] if tls else None
         self.ca_der = self.tls_paths["ca_der"] if tls else None
@@ -879,6 +895,7 @@ class IngestServer:
         self.faults.update(**(self.cfg.get("faults") or {}))
         self.tokens = TokenService(self.cfg, faults=self.faults)
         self.store = Store(data_dir, self.cfg["streams"], log=lambda t: self.log(0, t))
+        self.store.prepare()
         self.logins_by_client = LoginThrottle(self.cfg["login_failures_per_client"],
                                               self.cfg["login_lockout_max_s"])
         self.logins_by_user = LoginThrottle(self.cfg["login_failures_per_user"],
@@ -888,6 +905,7 @@ class IngestServer:
         self._per_client = {}
         self._open = 0
         self._collision_symbols = set()
+        self._unknown_classes = set()
         self._thread = None
         self._serving = False
         self._stopping = False
@@ -1030,6 +1048,19 @@ class IngestServer:
                          "timestamp " + schema.format_timestamp(r["capture_ns"])))
         self.log(1, "%s: %d records stored as collisions" % (stream, len(rows)))
 
+    def unknown_class(self, stream, tname):
+        """Log once per stream and class name that messages of a class the stream lacks are
+        refused (e.g. health records sent to a stream made with the weather class only)."""
+        with self._conns_lock:
+            key = (stream, tname)
+            if key in self._unknown_classes or len(self._unknown_classes) >= 100:
+                return
+            self._unknown_classes.add(key)
+        self.log(0, "%s: messages of class %r refused: the stream has no such class (%s); "
+                 "add it to the stream's types (docs/ingest.md \"Health records on a stream "
+                 "without the class\"); logged once" % (
+                     stream, tname[:60], ", ".join(sorted(self.store.specs[stream]["types"]))))
+
     def apply_faults(self, knobs):
         """``faults.update(**knobs)`` from a dict (kept for callers that pass one)."""
         return self.faults.update(**dict(knobs))
@@ -1077,6 +1108,7 @@ class IngestServer:
         self.close_connections(keep)
         self.store.close()  # waits for the transaction in flight; writes meanwhile get 503
         self.store = Store(self.data_dir, self.cfg["streams"], log=lambda t: self.log(0, t))
+        self.store.prepare()
 
     def stop(self):
         """Stop accepting, cut connections, let the current transaction finish, close the

@@ -119,25 +119,52 @@ class TokenService:
         }
 
     # -- grants -----------------------------------------------------------------------------
-    def password_grant(self, client_id, form):
-        scope = self._scope(client_id, form.get("scope"))  # Spring checks scope first
-        users = self.cfg["users"]
-        name = form.get("username", "")
-        user = users.get(name)
+    def verify_user(self, name, password):
+        """The user's config entry if ``password`` is right, else OAuthError."""
+        user = self.cfg["users"].get(name)
         if user is None or not hmac.compare_digest(
-                str(user["password"]).encode(), form.get("password", "").encode()):
+                str(user["password"]).encode(), (password or "").encode()):
             raise OAuthError(400, "invalid_grant", "Bad credentials")
         if user.get("disabled"):
             raise OAuthError(400, "invalid_grant", "User is disabled")
+        return user
+
+    def password_grant(self, client_id, form):
+        scope = self._scope(client_id, form.get("scope"))  # Spring checks scope first
+        name = form.get("username", "")
+        user = self.verify_user(name, form.get("password", ""))
         self.grants += 1
         return self._issue(client_id, name, scope, list(user.get("authorities", [])))
+
+    # -- dashboard sign-in ------------------------------------------------------------------
+    def issue_session(self, name, authorities):
+        """A dashboard session token (the cookie's value) for a signed-in user: a JWT
+        under the same key, marked ``sess`` so that it is never taken as an access token
+        (nor an access token as a session)."""
+        now = self.now_ms()
+        exp = now + int(float(self.cfg["session_lifetime_s"]) * 1000)
+        return self._encode({"user_name": name, "authorities": list(authorities),
+                             "sess": 1, "iat": now, "exp": -(-exp // 1000), "expm": exp,
+                             "jti": _b64(os.urandom(20))})
+
+    def check_session(self, token):
+        """The claims of a valid session token, else OAuthError (401)."""
+        claims = self._decode(token)
+        if not claims.get("sess"):
+            raise OAuthError(401, "invalid_token", "Not a session")
+        if claims.get("expm", 0) <= self.now_ms() or claims.get("iat", 0) < self._not_before_ms:
+            raise OAuthError(401, "invalid_token", "Session expired")
+        user = self.cfg["users"].get(claims.get("user_name"))
+        if user is None or user.get("disabled"):
+            raise OAuthError(401, "invalid_token", "Session expired")
+        return claims
 
     def refresh_grant(self, client_id, form):
         token = form.get("refresh_token", "")
         if not token:
             raise OAuthError(400, "invalid_request", "refresh_token parameter not provided")
         claims = self._decode(token)
-        if "ati" not in claims:
+        if "ati" not in claims or claims.get("sess"):
             raise OAuthError(401, "invalid_token", "Encoded token is not a refresh token")
         if claims.get("client_id") != client_id:
             raise OAuthError(400, "invalid_grant",
@@ -183,6 +210,8 @@ class TokenService:
         claims = self._decode(token)
         if "ati" in claims:
             raise OAuthError(401, "invalid_token", "Encoded token is a refresh token")
+        if claims.get("sess"):
+            raise OAuthError(401, "invalid_token", "Cannot convert access token to JSON")
         if claims.get("expm", 0) <= self.now_ms():
             raise OAuthError(401, "invalid_token", "Access token expired: " + redact(token))
         if claims.get("iat", 0) < self._not_before_ms:
