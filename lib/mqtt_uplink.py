@@ -130,9 +130,15 @@ def _context(tls, ca_file, insecure):
         return ctx
     if not ca_file:
         raise ValueError("mqtts:// needs a CA file (or mqtt_insecure)")
-    import https  # its CA loader: PEM (some mbedTLS builds parse DER only) or DER
+    with open(ca_file, "rb") as f:
+        data = f.read()
+    if b"-----BEGIN" in data:  # PEM: some mbedTLS builds parse DER only
+        import https
 
-    for der in https.load_ca(ca_file):
+        certs = https.load_ca(ca_file)
+    else:
+        certs = (data,)
+    for der in certs:
         ctx.load_verify_locations(cadata=der)
     ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx

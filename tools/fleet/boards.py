@@ -33,18 +33,16 @@ def board_path():
 def sample(i):
     """Record values of sample ``i``: a day's temperature curve with sensor noise."""
     n = (i * 7919) % 101 - 50
-    t = 15.0 + (i % 43200) / 3000 + n / 250
-    return (t, 55.0 + n / 10, t - 0.4, 101325.0 + n, 12.5 + n / 100, 30000 + n, 80000 - n)
+    t = 150 + (i % 43200) // 300 + n // 25  # 0.1 degC
+    return (t, 550 + n, t - 4, 101325 + n, 30000 + n, 80000)  # 0.1 %RH, 0.1 degC, Pa, B, B
 
 
 def run_board(symbol, url, state, records, rate, ca, password, deadline, out, lock,
               batch_bytes=4096):
     import mqtt_uplink
     import record
-    import tslog
 
-    log = tslog.TSLog(os.path.join(state, symbol), record_size=record.QUEUE_RECORD_SIZE,
-                      nreaders=3, commit_delta=16)
+    log = record.open_queue(os.path.join(state, symbol), nreaders=3, commit_delta=16)
     up = mqtt_uplink.MqttUplink(log.reader(2), symbol, url, ca_file=ca, user="board",
                                 password=password, batch_bytes=batch_bytes, timeout_s=5,
                                 backoff_min_ms=100, backoff_max_ms=2000, log=lambda t: None)
