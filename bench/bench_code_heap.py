@@ -7,9 +7,11 @@ imported as ``.mpy`` in a fresh interpreter; the figure is the live heap it adds
 ``gc.collect()``: bytecode, constant tables, function and class objects, interned names):
 
 * the uplink drain's modules (the 64 KB drain of issue 6) and the console's (issue 8);
-* what the firmware loads on a board, without and with the uplink configured;
-* what it does not load unless asked: ``settings``/``config`` (dropped after boot),
-  ``console`` (REPL only), ``archive`` (SD card only), ``tslog_raw`` (partition only).
+* what the firmware keeps loaded on a board (the queue on its raw partition, as
+  ``make flash`` sets it up), without and with the uplink configured;
+* what it does not keep loaded unless asked: ``builder``/``settings``/``config`` (boot
+  only, dropped after), ``console`` (REPL only), ``archive`` (SD card only), and
+  ``tslog_dir`` in place of ``tslog_raw`` on a board without the partition.
 
 The venv's unix port is 64-bit (8-byte pointers, 32-byte heap blocks): about 1.4x a
 board's figures. A 32-bit unix build (the ESP32's object layout: 4-byte pointers, 16-byte
@@ -33,8 +35,8 @@ BIN = Path(sys.executable).parent
 JOB = ROOT / "bench" / "code_heap_job.py"
 FAKES = ROOT / "host_tests" / "fakes"
 PRE = ["machine", "network", "esp32", "ntptime", "webrepl", "socket", "ssl", "_thread"]
-BOARD = ["fsutil", "record", "tslog", "am2320", "bmp180", "sampler", "bootguard", "clock",
-         "wifi", "app"]
+BOARD = ["fsutil", "record", "tslog", "tslog_raw", "am2320", "bmp180", "sampler", "bootguard",
+         "clock", "wifi", "uploader", "app"]
 UPLINK = ["https", "oauth", "sender", "health"]
 WITH_UPLINK = "firmware on a board with the uplink"
 SETS = [
@@ -43,10 +45,12 @@ SETS = [
     ("console: record tslog console", ["record", "tslog", "console"]),
     ("firmware on a board, no uplink", BOARD),
     (WITH_UPLINK, BOARD + UPLINK),
-    ("  + settings and config (boot only, dropped)", BOARD + UPLINK + ["settings", "config"]),
+    ("  + builder, settings, config (boot only, dropped)",
+     BOARD + UPLINK + ["builder", "settings", "config"]),
     ("  + console (loaded when a person imports it)", BOARD + UPLINK + ["console"]),
     ("  + archive (only with sd_mount)", BOARD + UPLINK + ["archive"]),
-    ("  + tslog_raw (only with tslog_partition)", BOARD + UPLINK + ["tslog_raw"]),
+    ("  tslog_dir for tslog_raw (a board without the partition)",
+     [m if m != "tslog_raw" else "tslog_dir" for m in BOARD + UPLINK]),
     ("  + MQTT uplink (only with mqtt_host)", BOARD + UPLINK + ["mqtt_uplink", "umqtt_simple"]),
     ("firmware on a board, MQTT uplink only", BOARD + ["health", "mqtt_uplink",
                                                       "umqtt_simple"]),
@@ -93,8 +97,9 @@ def main():
         figs = {}
         for name, mods in SETS:
             figs[name] = [measure(b, mpy, work, mods)["total"] for _, b in binaries]
-            if name.startswith("  +"):
-                cells = ["+" + kb(n - base) for n, base in zip(figs[name], figs[WITH_UPLINK])]
+            if name.startswith("  "):
+                cells = ["%+.1f KB" % ((n - base) / 1024)
+                         for n, base in zip(figs[name], figs[WITH_UPLINK])]
             else:
                 cells = [kb(n) for n in figs[name]]
             print("%-48s" % name + "".join("%14s" % c for c in cells))

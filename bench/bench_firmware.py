@@ -28,6 +28,7 @@ import bootguard
 import machine
 import sampler
 import support
+import uploader
 from am2320_device import AM2320Device
 from bmp180_device import BMP180Device
 from sensor_clock import VirtualClock
@@ -82,8 +83,8 @@ def _board(vc, name, **parts):
     cfg = {"sample_interval_s": 2, "tslog_dir": d + "/q", "commit_delta": 16,
            "bucket_size": 1024, "tb_host": "", "symbol": "espbench"}
     guard = bootguard.BootGuard(d + "/boot.json", log=lambda m: None).start()
-    a = app.App(cfg, log=lambda m: None, threaded=False, i2c=machine.I2C(1, freq=100000),
-                led=None, wifi=None, clock=Clock(vc), guard=guard, **parts).setup()
+    a = app.boot(cfg, log=lambda m: None, threaded=False, i2c=machine.I2C(1, freq=100000),
+                 led=None, wifi=None, clock=Clock(vc), guard=guard, **parts)
     a.guard.wdt_start()
     a.sampler.start()
     return a
@@ -114,13 +115,13 @@ def _run(vc, a, slots, every):
 
 
 def main():
-    vc = VirtualClock().install(app, sampler, am2320, am2320_device, bmp180, bmp180_device,
-                                machine)
+    vc = VirtualClock().install(app, uploader, sampler, am2320, am2320_device, bmp180,
+                                bmp180_device, machine)
     gc.collect()
     before = gc.mem_alloc()
     a = _board(vc, "bench_fw_stub", am=StubAM(), bmp=StubBMP())
     gc.collect()
-    print("App.setup() objects (queue, sampler, guard; not bytecode): %d B live" % (
+    print("app.boot() objects (queue, sampler, guard; not bytecode): %d B live" % (
         gc.mem_alloc() - before))
     hours = 1
     most, total, live, wall = _run(vc, a, hours * 1800, 900)
@@ -137,7 +138,7 @@ def main():
     most, total, live, wall = _run(vc, a, hours * 1800, 1800)
     s = a.stats()
     print("device models at 2 s, %d h (%d ms wall): %d slots taken, %d stored, %d missed, "
-          "worst lateness %d ms" % (hours, wall, s["taken"], s["stored"], s["missed"],
+          "worst lateness %d ms" % (hours, wall, s["samples"], s["stored"], s["missed"],
                                     s["max_late_ms"]))
     a.shutdown()
     vc.uninstall()

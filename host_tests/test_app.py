@@ -19,11 +19,13 @@ import app
 import bmp180
 import bmp180_device
 import bootguard
+import builder
 import health
 import machine
 import record
 import sampler
 import support
+import uploader
 from am2320_device import AM2320Device
 from bmp180_device import BMP180Device
 from sensor_clock import VirtualClock
@@ -107,8 +109,8 @@ def _start(d, cfg, threaded=True, online=False, am=True, bmp=True):
     machine.i2c_devices(BUS).clear()
     machine.rtc_memory[:] = b""
     machine.set_reset_cause(machine.PWRON_RESET)
-    st = ScaledTime(SPEED).install(app, sampler, am2320, am2320_device, bmp180, bmp180_device,
-                                   machine)
+    st = ScaledTime(SPEED).install(app, uploader, sampler, am2320, am2320_device, bmp180,
+                                   bmp180_device, machine)
     devs = []
     if am:
         devs.append(machine.attach_i2c(BUS, AM2320Device(temperature_c=3.5, humidity_rh=80.0)))
@@ -118,15 +120,15 @@ def _start(d, cfg, threaded=True, online=False, am=True, bmp=True):
     clock = FakeClock(st)
     guard = bootguard.BootGuard(d + "/boot.json", fail_reset=cfg["sensor_fail_reset"],
                                 wdt_timeout_ms=cfg["wdt_timeout_ms"], log=logs.append).start()
-    a = app.App(cfg, log=logs.append, threaded=threaded, i2c=machine.I2C(BUS, freq=100000),
-                led=None, wifi=None, online=online, clock=clock, guard=guard).setup()
+    a = app.boot(cfg, log=logs.append, threaded=threaded, i2c=machine.I2C(BUS, freq=100000),
+                 led=None, wifi=None, online=online, clock=clock, guard=guard)
     return a, st, logs, devs
 
 
 def _finish(a, st):
     # let the uploader thread leave (it may sit in a socket call with a real-time timeout)
     t0 = time.ticks_ms()
-    while a._up_running and time.ticks_diff(time.ticks_ms(), t0) < 20000:
+    while a.up.running and time.ticks_diff(time.ticks_ms(), t0) < 20000:
         time.sleep_ms(20)
     st.uninstall()
     machine.i2c_devices(BUS).clear()
@@ -158,10 +160,10 @@ def test_offline_run_stores_every_slot():
     # Slots at 0, 2, ..., 40 s. The clock is wall time x5 (a slot is 400 ms): a loaded
     # host can make the loop miss one, which must then be counted, never lost, and the
     # last slot, late, can fall after the end of the 41 s run.
-    n = stats["taken"]
+    n = stats["samples"]
     assert 20 <= n + stats["missed"] <= 21 and stats["missed"] <= 1, stats
-    assert stats["failed"] == 0 and stats["store_errors"] == 0
-    assert stats["stored"] == n and stats["last_seqn"] == n and stats["queued"] == n
+    assert stats["sensor_failed"] == 0 and stats["store_errors"] == 0
+    assert stats["stored"] == n and stats["last_seqn"] == n and stats["queue_lag"] == n
     assert stats["sent"] == 0 and stats["sender_state"] == "idle"
     assert stats["uploader_steps"] >= 1 and stats["uploader_restarts"] == 0
     assert stats["wdt_feeds"] >= n
@@ -211,7 +213,7 @@ def test_clock_set_during_run_and_health_snapshot():
     finally:
         _finish(a, st)
     # (scaled wall clock: a loaded host may miss a slot, counted)
-    n = stats["taken"]  # (the last slot, late, may fall after the run's end)
+    n = stats["samples"]  # (the last slot, late, may fall after the run's end)
     assert 10 <= n + stats["missed"] <= 11 and stats["missed"] <= 1, stats
     assert stats["stored"] == n and stats["clock_set"], stats
     recs = _read_all(d + "/q")
@@ -220,7 +222,7 @@ def test_clock_set_during_run_and_health_snapshot():
     # pre-sync records map to UTC with the boot epoch, in order with the later ones
     ts = [record.timestamp_of(r, {1: a.clock.boot_epoch_ms}) for _, r in recs]
     assert ts == sorted(ts) and ts[0] >= a.clock.utc0
-    snap = a.snapshot()
+    snap = a.stats()
     for name, _ in health.FIELDS:
         assert name in snap, name
     assert snap["samples"] == n and snap["stored"] == n and snap["queue_lag"] == n
@@ -245,7 +247,7 @@ def test_dead_sensors_lead_to_a_sensor_reset_and_the_next_boot_holds_off():
     finally:
         _finish(a, st)
     assert reset is not None and a.sampler.taken == 8 and a.sampler.stored == 3
-    assert not a._up_running  # shutdown stopped the uploader thread on the way out
+    assert not a.up.running  # shutdown stopped the uploader thread on the way out
     assert len(_read_all(d + "/q")) == 3  # committed before the reset (commit_delta is 4)
     # next boot: the guard holds sensor resets off for the back-off (60 s)
     machine.set_reset_cause(reset.cause)
@@ -292,10 +294,10 @@ def test_stalled_server_does_not_delay_sampling_with_the_thread():
     # variant below misses ~45 % of them.
     assert stats["missed"] <= 1, stats
     # (the last slot, at 40 s, may fall after the end of the 41 s run when it is late)
-    assert stats["taken"] >= 19 and stats["stored"] == stats["taken"], stats
+    assert stats["samples"] >= 19 and stats["stored"] == stats["samples"], stats
     # the uploader kept returning (each stall ends with its timeouts): watchdog fed
-    assert stats["wdt_feeds"] >= stats["taken"] and not a._stall_noted
-    print("thread: taken", stats["taken"], "missed", stats["missed"],
+    assert stats["wdt_feeds"] >= stats["samples"] and not a._stall_noted
+    print("thread: taken", stats["samples"], "missed", stats["missed"],
           "max_late_ms", stats["max_late_ms"])
 
 
@@ -317,8 +319,8 @@ def test_inline_uploader_misses_slots_on_a_stalled_server():
     a, stats, logs = _stalled_run(threaded=False)
     assert stats["missed"] > 0, stats
     # (a stall running past the end of the run leaves its slots uncounted)
-    assert 21 - 6 <= stats["taken"] + stats["missed"] <= 21, stats
-    print("inline: taken", stats["taken"], "missed", stats["missed"])
+    assert 21 - 6 <= stats["samples"] + stats["missed"] <= 21, stats
+    print("inline: taken", stats["samples"], "missed", stats["missed"])
 
 
 def test_health_posts_the_latest_snapshot_best_effort():
@@ -448,7 +450,7 @@ def test_locked_reader_holds_the_lock():
 
     lock = _thread.allocate_lock()
     r = R()
-    lr = app.LockedReader(r, lock)
+    lr = uploader.LockedReader(r, lock)
     assert lr.next_record() == b"x" and lr.seqn == 5
     lr.commit()
     assert r.locked == [True, True] and not lock.locked()
@@ -477,8 +479,8 @@ def test_boot_py_and_main_py_run_with_the_fakes():
     machine.set_reset_cause(machine.PWRON_RESET)
     network.world.reset()
     network.world.add_ap("home", "secret-pw", rssi=-55)
-    st = ScaledTime(SPEED).install(app, sampler, am2320, am2320_device, bmp180, bmp180_device,
-                                   machine, wifi, clock, network)
+    st = ScaledTime(SPEED).install(app, uploader, sampler, am2320, am2320_device, bmp180,
+                                   bmp180_device, machine, wifi, clock, network)
     network.world._last_ticks = st.ticks_ms()
     machine.attach_i2c(0, AM2320Device())
     machine.attach_i2c(0, BMP180Device())
@@ -501,8 +503,8 @@ def test_boot_py_and_main_py_run_with_the_fakes():
         st.uninstall()
         machine.i2c_devices(0).clear()
     # (scaled wall clock: a loaded host may miss one slot, counted)
-    assert 10 <= stats["taken"] + stats["missed"] <= 11 and stats["missed"] <= 1, stats
-    assert stats["stored"] == stats["taken"], stats
+    assert 10 <= stats["samples"] + stats["missed"] <= 11 and stats["missed"] <= 1, stats
+    assert stats["stored"] == stats["samples"], stats
     assert b.symbol == "espfw" and b.cfg["commit_delta"] == 2
     assert b.wifi is not None and b.wifi.connected and stats["clock_set"], stats
     assert stats["boot"] == 1 and stats["reset_cause"] == "power_on"
@@ -547,10 +549,10 @@ def test_ctrl_c_relaxes_the_watchdog_and_keeps_wifi():
         stats = a.run(stop_after_s=60, on_iteration=on_it)
     finally:
         _finish(a, st)
-    assert stats["taken"] == 3 and any("Ctrl-C" in m for m in logs)
+    assert stats["samples"] == 3 and any("Ctrl-C" in m for m in logs)
     assert a.guard._wdt.timeout == 3600000
     assert not w.stopped  # WebREPL still reachable
-    snap = a.snapshot()
+    snap = a.stats()
     assert snap["rssi"] == -67 and snap["wifi_drops"] == 2
 
 
@@ -571,7 +573,7 @@ def test_a_crashed_uploader_thread_is_restarted():
         _finish(a, st)
     assert stats["uploader_restarts"] >= 2 and len(calls) >= 3, stats
     assert 4 <= stats["stored"] + stats["missed"] <= 5 and stats["missed"] <= 1, stats
-    assert any("uploader thread failed" in m for m in logs)
+    assert any("uploader: thread failed" in m for m in logs)
 
 
 def test_default_symbol_is_unique_per_board():
@@ -582,10 +584,7 @@ def test_default_symbol_is_unique_per_board():
         symbols = []
         for uid in (b"\x24\x6f\x28\xa1\xb2\xc3", b"\x24\x6f\x28\x00\x00\x01"):
             machine.set_unique_id(uid)
-            symbols.append(app.App({"symbol": ""}, log=lambda m: None).symbol)
+            symbols.append(builder.default_symbol())
         assert symbols == ["esp246f28a1b2c3", "esp246f28000001"], symbols
-        assert app.App({}, log=lambda m: None).symbol == "esp246f28000001"
-        # A board with an explicit symbol keeps it, even one in the old default's shape.
-        assert app.App({"symbol": "esp246f"}, log=lambda m: None).symbol == "esp246f"
     finally:
         machine.set_unique_id(old)

@@ -236,7 +236,7 @@ class _Sampler:
     interval_ms = 2000
 
     def stats(self):
-        return {"taken": 10, "stored": 9, "missed": 0, "failed": 1, "am2320_fails": 1,
+        return {"samples": 10, "stored": 9, "missed": 0, "sensor_failed": 1, "am2320_fails": 1,
                 "bmp180_fails": 0}
 
 

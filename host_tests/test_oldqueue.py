@@ -7,7 +7,7 @@ way a board running that firmware left them (folder and raw partition)."""
 import os
 import struct
 
-import app
+import builder
 import oldqueue
 import record
 import support
@@ -96,18 +96,18 @@ def test_migrate_of_a_sent_queue_keeps_seqns_going():
     log.close()
 
 
-def _app(d, **cfg):
+def _open(d, **cfg):
     logs = []
     c = {"tslog_dir": d + "/q", "bucket_size": 16, "commit_delta": 16, "tslog_partition": ""}
     c.update(cfg)
-    a = app.App(c, log=logs.append)
-    return a, a._open_log(), logs
+    log, place = builder.open_queue(c, logs.append)
+    return place, log, logs
 
 
 def test_app_moves_a_folder_queue_in_place():
     d = support.tmpdir("oldq")
     _old_folder(d + "/q", 45, sent=30)
-    a, log, logs = _app(d)
+    place, log, logs = _open(d)
     assert any("moved 15 queued records" in m for m in logs), logs
     _check_moved(log, 31, 45, sent=30)
     log.close()
@@ -124,7 +124,7 @@ def test_app_finishes_a_move_a_power_cut_interrupted():
     half.skip_to(31)
     half.store_record(record.encode(T0, (1, 2, 3, 4, 5, 6), 7, 1))
     half.close()
-    a, log, logs = _app(d)
+    place, log, logs = _open(d)
     _check_moved(log, 31, 45, sent=30)
     log.close()
     assert sorted(os.listdir(d)) == ["q"]
@@ -135,7 +135,7 @@ def test_app_finishes_a_move_a_power_cut_interrupted():
     oldqueue.migrate(oldqueue.open_old(d + "/q"), new, log=lambda m: None)
     new.close()
     os.rename(d + "/q", d + "/q.v1")
-    a, log, logs = _app(d)
+    place, log, logs = _open(d)
     _check_moved(log, 31, 45, sent=30)
     log.close()
     assert sorted(os.listdir(d)) == ["q"]
@@ -164,8 +164,8 @@ def test_app_moves_a_raw_partition_queue_through_the_folder():
     old.close()
     try:
         _partition(dev.reboot())
-        a, log, logs = _app(d, tslog_partition="tslog")
-        assert a.queue_place == "partition tslog"
+        place, log, logs = _open(d, tslog_partition="tslog")
+        assert place == "partition tslog"
         _check_moved(log, 251, 300, sent=250)
         log.close()
         assert not support.exists(d + "/q.new")
@@ -183,7 +183,7 @@ def test_app_moves_a_raw_partition_queue_through_the_folder():
         rd.commit()
         n.close()
         _partition(dev.reboot())
-        a, log, logs = _app(d, tslog_partition="tslog")
+        place, log, logs = _open(d, tslog_partition="tslog")
         _check_moved(log, 251, 300, sent=250)
         log.close()
         assert not support.exists(d + "/q.new")
@@ -198,11 +198,11 @@ def test_a_partition_with_the_current_format_is_not_touched():
     dev = FlashBlockDevice(block_size=4096, block_count=64)
     try:
         _partition(dev)
-        a, log, logs = _app(d, tslog_partition="tslog")
+        place, log, logs = _open(d, tslog_partition="tslog")
         log.store_record(record.encode(T0, (1, 2, 3, 4, 5, 6), 7, 1))
         log.close()
         _partition(dev.reboot())
-        a, log, logs = _app(d, tslog_partition="tslog")
+        place, log, logs = _open(d, tslog_partition="tslog")
         assert log.stats()[0] == 1 and not any("moved" in m for m in logs)
         log.close()
     finally:

@@ -463,8 +463,8 @@ def _print_status(st):
     smp = st["sampler"]
     if smp:
         p("sampler    taken %d, stored %d, missed %d, all-failed %d; fails: am2320 %d, "
-          "bmp180 %d" % (smp.get("taken", 0), smp.get("stored", 0), smp.get("missed", 0),
-                         smp.get("failed", 0), smp.get("am2320_fails", 0),
+          "bmp180 %d" % (smp.get("samples", 0), smp.get("stored", 0), smp.get("missed", 0),
+                         smp.get("sensor_failed", 0), smp.get("am2320_fails", 0),
                          smp.get("bmp180_fails", 0)))
     if st["last_record"]:
         p("last       " + line_of(st["last_record"][0], st["last_record"][1], _epochs()))

@@ -89,10 +89,11 @@ class Health:
         self._client = client
         self._auth = auth
         self._path = sender.write_path(stream, write_mode)
+        self._post = sender.post
         self._stream = stream
         self._symbol = symbol
         self.interval_ms = interval_ms
-        self._gather = gather
+        self.gather = gather
         self._clock = clock
         self._log = log
         self._next_ms = time.ticks_ms()  # the first one as soon as possible
@@ -104,7 +105,7 @@ class Health:
 
     def message(self):
         """The JSON text of the current snapshot (one message, not the array)."""
-        return message(self._symbol, self._clock.utc_ms(), self._gather())
+        return message(self._symbol, self._clock.utc_ms(), self.gather())
 
     def step(self, online=True):
         """Send a snapshot if one is due; True sent, False failed, None nothing done."""
@@ -112,10 +113,8 @@ class Health:
                 or not self._clock.is_set):
             return None
         self._next_ms = time.ticks_add(time.ticks_ms(), self.interval_ms)
-        import sender  # here: the MQTT uplink uses message() without the TimeBase sender
-
         try:
-            resp = sender.post(self._client, self._auth, self._path, "[" + self.message() + "]")
+            resp = self._post(self._client, self._auth, self._path, "[" + self.message() + "]")
             if resp.status != 200:
                 raise ValueError("HTTP %d" % resp.status)
             if resp.body.strip() != b"[]":

@@ -241,8 +241,10 @@ class Sampler:
         return seqn
 
     def stats(self):
-        """Counters as a dict."""
-        return {"taken": self.taken, "stored": self.stored, "missed": self.missed,
-                "failed": self.failed, "store_errors": self.store_errors, "rested": self.rested,
+        """Counters as a dict, under the health records' names (``samples``: slots
+        taken, ``sensor_failed``: slots where every sensor failed)."""
+        return {"samples": self.taken, "stored": self.stored, "missed": self.missed,
+                "sensor_failed": self.failed, "store_errors": self.store_errors,
+                "rested": self.rested,
                 "all_failed": self.all_failed, "max_late_ms": self.max_late_ms,
                 "am2320_fails": self.fails[NAMES[0]][1], "bmp180_fails": self.fails[NAMES[1]][1]}

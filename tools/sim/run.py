@@ -24,7 +24,6 @@ bundled server's token expiry; between boots it holds the clock itself.
 """
 
 import argparse
-import ast
 import collections
 import json
 import os
@@ -185,25 +184,6 @@ def parse_args(argv=None):
     return a
 
 
-def _health_schema():
-    """lib/health.py's (TYPE_NAME, {field: type}) read without importing it (no MicroPython
-    shims needed), so the bundled server accepts the board's health records."""
-    path = ROOT / "lib" / "health.py"
-    try:
-        tree = ast.parse(path.read_text())
-    except (OSError, SyntaxError):
-        return None
-    name, fields = None, None
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            t = node.targets[0]
-            if isinstance(t, ast.Name) and t.id == "TYPE_NAME":
-                name = ast.literal_eval(node.value)
-            elif isinstance(t, ast.Name) and t.id == "FIELDS":
-                fields = dict(ast.literal_eval(node.value))
-    return (name, fields) if name and fields else None
-
-
 class Boot:
     """One board process and what it reported."""
 
@@ -335,13 +315,10 @@ class Sim:
             self.store = None
             return
         from tools.ingest import IngestServer
-        from tools.ingest.config import WEATHER_RECORD
+        from tools.ingest.config import HEALTH_RECORD, WEATHER_RECORD
         from tools.ingest.tokens import TokenService
 
-        types = {"weather_record": dict(WEATHER_RECORD)}
-        hs = _health_schema()
-        if hs:
-            types[hs[0]] = hs[1]
+        types = {"weather_record": dict(WEATHER_RECORD), "health_record": dict(HEALTH_RECORD)}
         cfg = {
             "access_token_lifetime_s": 300,
             "refresh_token_lifetime_s": 86400,
@@ -596,8 +573,8 @@ class Sim:
             tr = (ev.get("wifi"), ev.get("led"))
             if not boot.transitions or boot.transitions[-1][1:] != tr:
                 boot.transitions.append((round(ev.get("v", 0) / 1000, 1),) + tr)
-            if "taken" in ev or "samples" in ev:
-                if boot.first is None and _get(ev, "taken", "samples") + _get(ev, "missed"):
+            if "samples" in ev or "taken" in ev:
+                if boot.first is None and _get(ev, "samples", "taken") + _get(ev, "missed"):
                     boot.first = ev  # the first line after the first slot: dates slot 0
                 boot.last = ev
             else:
@@ -660,7 +637,7 @@ class Sim:
         t = {"samples": 0, "stored": 0, "uploaded": 0}
         for b in self.boots:
             s = b.last
-            t["samples"] += _get(s, "taken", "samples")
+            t["samples"] += _get(s, "samples", "taken")
             t["stored"] += _get(s, "stored")
             t["uploaded"] += _get(s, "sent", "uploaded")
         return t
@@ -683,7 +660,7 @@ class Sim:
                 "led %s" % (
                     _hms(min(v, self.o.duration)), _hms(self.o.duration),
                     self._speed_note(boot), s.get("boot", "?"), t["samples"],
-                    s.get("queued", "?"), t["uploaded"], s.get("wifi", "?"),
+                    _get(s, "queue_lag", "queued"), t["uploaded"], s.get("wifi", "?"),
                     s.get("led", "?")))
 
     def _status(self, boot, force=False):
@@ -764,9 +741,9 @@ class Sim:
         slots = int(o.duration * 1000 // interval_ms)
         boots = [b for b in self.boots if b.last]
         sums = {}
+        names = {"taken": ("samples", "taken"), "failed": ("sensor_failed", "failed")}  # seed's
         for k in ("taken", "stored", "missed", "failed", "store_errors", "dead", "dropped"):
-            sums[k] = sum(_get(b.cut or b.final or b.last, k, "samples" if k == "taken"
-                               else k) for b in boots)
+            sums[k] = sum(_get(b.cut or b.final or b.last, *names.get(k, (k,))) for b in boots)
         # Seqn ranges that survived: boot i stored [first_i, last_i]; after a power cut the
         # log resumed after its last committed record, which the next boot's first seqn
         # (or the log's last seqn at the end) tells.
@@ -780,8 +757,8 @@ class Sim:
             stored, last = _get(s, "stored"), s.get("last_seqn")
             # A slot taken but neither stored nor failed: a sample in progress when the
             # power went (or, for a boot that ended cleanly, a sample gone missing).
-            inflight = max(0, _get(s, "taken", "samples") - stored - _get(s, "failed") -
-                           _get(s, "store_errors"))
+            inflight = max(0, _get(s, "samples", "taken") - stored -
+                           _get(s, "sensor_failed", "failed") - _get(s, "store_errors"))
             if b.how in ("powercut", "wdt", "died", "killed"):
                 cut_inflight += inflight
             else:
@@ -856,7 +833,7 @@ class Sim:
         uncommitted = cut_inflight + cut_uncommitted
         accounted_stored = uploaded + queued + dead + dropped + cut_uncommitted
         lost_stored = max(0, sums["stored"] - accounted_stored - lost_cut) + lost_cut
-        covered = sum(_get(b.cut or b.final or b.last, "taken", "samples") +
+        covered = sum(_get(b.cut or b.final or b.last, "samples", "taken") +
                       _get(b.cut or b.final or b.last, "missed") for b in boots)
         down_ms = self._down_ms(interval_ms)
         down_slots = max(0, slots - covered)
@@ -884,7 +861,7 @@ class Sim:
                  "start_s": round(b.start_v / 1000, 1),
                  "end_s": round((b.end_v or 0) / 1000, 1),
                  "fw_boot": (b.final or b.last).get("boot"),
-                 "taken": _get(b.cut or b.final or b.last, "taken", "samples"),
+                 "taken": _get(b.cut or b.final or b.last, "samples", "taken"),
                  "stored": _get(b.cut or b.final or b.last, "stored"),
                  "missed": _get(b.cut or b.final or b.last, "missed"),
                  "cut_s": (b.cut or {}).get("v", 0) / 1000 if b.cut else None,
@@ -903,10 +880,10 @@ class Sim:
         if b.how != "wdt" or b.cut is None or b.first is None:
             return 0
         f = b.first
-        n_first = _get(f, "taken", "samples") + _get(f, "missed")
+        n_first = _get(f, "samples", "taken") + _get(f, "missed")
         first_slot = f.get("v", b.start_v) - max(0, n_first - 1) * interval_ms
         due = int((b.cut.get("v", 0) - first_slot) // interval_ms) + 1  # slots due by then
-        return max(0, due - _get(b.cut, "taken", "samples") - _get(b.cut, "missed"))
+        return max(0, due - _get(b.cut, "samples", "taken") - _get(b.cut, "missed"))
 
     def _check_timestamps(self, rows, run_seqs):
         """Records of this run whose timestamp is outside the run, or (``--weather ramp``)
@@ -950,7 +927,7 @@ class Sim:
             down += max(0.0, b.start_v - prev_end)  # between boots
             f = b.first
             if f is not None:
-                n_first = _get(f, "taken", "samples") + _get(f, "missed")
+                n_first = _get(f, "samples", "taken") + _get(f, "missed")
                 first_slot = f.get("v", b.start_v) - max(0, n_first - 1) * interval_ms
                 down += max(0.0, first_slot - b.start_v)
             elif b.how == "reset":
