@@ -63,7 +63,7 @@ def test_all_written_in_order_and_committed():
     drain(s)
     assert srv.order == list(range(1, 24)) and rd.committed == 23
     assert s.sent == 23 and s.batches == 5 and not dead.items
-    assert srv.last_headers["Authorization"] == "Bearer acc1"
+    assert srv.last_headers["Authorization"] == b"Bearer acc1"
 
 
 def test_write_mode_and_path():

@@ -53,6 +53,7 @@ _LINE_MAX = const(256)  # bytes of a status/header line kept (the rest is skippe
 _LINE_PIECES = const(32)  # a header line longer than 32 * _LINE_MAX is an error
 _HEADERS_MAX = const(64)  # most header lines accepted in one response
 _CHUNK = const(512)  # socket read size
+_HEAD = const(1024)  # bytes of a request head sent at once (a longer one goes in parts)
 _KEEP = (b"content-type", b"www-authenticate", b"retry-after")  # response headers kept
 _SIZE_DIGITS = const(15)  # most digits of a Content-Length or chunk size
 
@@ -69,7 +70,8 @@ class HTTPError(OSError):
 
 class Response:
     """``status`` (int), ``reason`` (str), ``headers`` (dict of lower-case names
-    in ``_KEEP``), ``body`` (bytes, at most ``max_body``), ``truncated`` (bool)."""
+    in ``_KEEP``), ``body`` (a bytearray of at most ``max_body`` bytes, read in place:
+    one block of the reply's size, no copies), ``truncated`` (bool)."""
 
     def __init__(self, status, reason, headers, body, truncated):
         self.status = status
@@ -181,6 +183,8 @@ class Client:
         self._got_reply = False
         self._dropped = False
         self.connects = 0  # connections opened (a figure for benchmarks)
+        self._head = bytearray(_HEAD)  # a request's head (allocated once, early)
+        self._hn = 0
         self.insecure = bool(insecure)
         if self.scheme == "http":
             if not insecure:
@@ -256,6 +260,24 @@ class Client:
         self.connects += 1
 
     # -- low-level I/O ----------------------------------------------------
+    def _put(self, piece):
+        """Append ``piece`` (str, bytes) to the request head, sending the head so far when
+        it would not fit (``_HEAD`` bytes)."""
+        if isinstance(piece, str):
+            piece = piece.encode()
+        head = self._head
+        n = self._hn
+        m = n + len(piece)
+        if m > len(head):
+            self._send(memoryview(head)[:n])
+            n, m = 0, len(piece)
+            if m > len(head):
+                self._send(piece)
+                m = 0
+                piece = b""
+        head[n:m] = piece
+        self._hn = m
+
     def _send(self, data):
         if isinstance(data, str):
             data = data.encode()
@@ -337,17 +359,24 @@ class Client:
             if isinstance(body, str):
                 body = body.encode()
             length = len(body)
-        hdr = "%s %s%s HTTP/1.1\r\nHost: %s\r\n" % (method, self.base_path, path, self._host)
+        # The head goes through one buffer kept by the client: no string the size of the
+        # head (a bearer token is ~1 KB) is made per request, a fragmented heap's worst case.
+        self._hn = 0
+        put = self._put
+        for piece in (method, " ", self.base_path, path, " HTTP/1.1\r\nHost: ", self._host,
+                      "\r\n"):
+            put(piece)
         items = headers.items() if isinstance(headers, dict) else (headers or ())
         for k, v in items:
-            hdr += "%s: %s\r\n" % (k, v)
+            put(k)
+            put(": ")
+            put(v)
+            put("\r\n")
         if body is not None:
-            if length is None:
-                hdr += "Transfer-Encoding: chunked\r\n"
-            else:
-                hdr += "Content-Length: %d\r\n" % length
-        self._send(hdr + "\r\n")
-        hdr = None
+            put("Transfer-Encoding: chunked\r\n" if length is None else
+                "Content-Length: %d\r\n" % length)
+        put("\r\n")
+        self._send(memoryview(self._head)[:self._hn])
         if body is None:
             return
         if not callable(body):
@@ -422,11 +451,22 @@ class Client:
                     break
                 keep = self._read_into(body, size, keep)
                 self._readline()
-        elif length >= 0:
-            keep = self._read_into(body, length, keep)
+        elif length >= 0:  # the usual reply: one buffer of its size, read into in place
+            body = bytearray(length if length < keep else keep)
+            got = 0
+            mv = memoryview(body)
+            while got < len(body):
+                k = self._in.readinto(mv[got:])  # type: ignore
+                if not k:
+                    raise HTTPError("timeout" if k is None else "reset",
+                                    "receive timed out" if k is None else "connection closed")
+                got += k
+            mv = None
+            if length > got:  # beyond max_body: read and dropped
+                self._read_into(body, length - got, 0)
         else:
             keep_alive = False
             keep = self._read_into(body, -1, keep)
         if not keep_alive:
             self.close()
-        return Response(status, reason, hdrs, bytes(body), self._dropped)
+        return Response(status, reason, hdrs, body, self._dropped)
