@@ -431,6 +431,7 @@ def test_ingest_schema_accepts_health_records():
     # weather records are still matched to their own class
     w = {"$type": "weather_record", "symbol": "esp1", "timestamp": "2026-11-24T10:00:00.000Z"}
     w.update({k: 1.0 for k in icfg.WEATHER_RECORD})
+    w["time_estimated"] = True
     assert ischema.validate(w, types)["type"] == "weather_record"
 
 
@@ -509,7 +510,7 @@ def test_boot_py_and_main_py_run_with_the_fakes():
     assert b.wifi is not None and b.wifi.connected and stats["clock_set"], stats
     assert stats["boot"] == 1 and stats["reset_cause"] == "power_on"
     assert stats["sender_state"] == "off"  # no tb_host: samples stay queued
-    assert sorted(os.listdir(d + "/data")) == ["boot.json", "q"]
+    assert sorted(os.listdir(d + "/data")) == ["boot.json", "epochs.json", "q"]
     recs = _read_all(d + "/data/q")
     assert len(recs) == 11
     assert not recs[0][1][record.I_FLAGS] & record.FLAG_UTC  # before Wi-Fi + NTP: ms since boot

@@ -140,6 +140,28 @@ def _utc0(r):
     return min(x["capture_ns"] for x in rows) // 1_000_000 - 10_000 if rows else 0
 
 
+def test_a_boot_that_never_learned_the_time_gets_estimated_timestamps():
+    """Issue 16.4: no NTP during boot 1, a power cut, NTP still failing in boot 2, then the
+    link back: boot 1's records are delivered (not dead-lettered) with a time estimated
+    from boot 2's (``clock.Epochs``), each marked ``time_estimated``; boot 2's get their
+    true time; timestamps increase with the seq; the ramp checks each estimate's error
+    against its bound (docs/firmware.md "Time")."""
+    r = _sim("estimated", "--duration", 900, "--speed", "max", "--power-cut-at", 300,
+             "--ntp-fail-until", 600)
+    _check_ledger(r)
+    _check_last_line(r)
+    boots = r["boots"]
+    assert len(boots) == 2 and r["dead"] == 0, r["out"]
+    rows = sorted((x for x in r["rows"] if x["type"] == "weather_record"),
+                  key=lambda x: x["seq"])
+    est = [x["seq"] for x in rows if x.get("time_estimated")]
+    assert est and est == [x["seq"] for x in rows[:len(est)]], est  # boot 1's, all of them
+    assert len(est) >= boots[0]["stored"] - 16, r["out"]  # all of boot 1 but a cut's loss
+    stamps = [x["capture_ns"] for x in rows]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert "; %d uploaded with an estimated time;" % len(est) in r["out"], r["out"]
+
+
 def test_power_cut_at_a_random_moment_and_restart_from_the_same_image():
     cut = round(random.uniform(60, 500), 1)
     r = _sim("cut", "--duration", 900, "--speed", "max", "--power-cut-at", cut,

@@ -51,6 +51,7 @@ class OfflineClock:
     is_set = False
     boot_epoch_ms = None
     on_set = None
+    epochs = None
 
     def __init__(self):
         self._t0 = time.ticks_ms()

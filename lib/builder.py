@@ -89,9 +89,13 @@ def build(cfg=None, log=print, threaded=True, online=False, **parts):
         except (OSError, ValueError) as e:
             log("app: no status LED: %s" % e)
     clock = parts.get("clock") or _clock(c, log)
+    if getattr(clock, "epochs", 0) == 0:  # a stand-in clock (tests): no epochs kept
+        clock.epochs = None
     lock = _thread.allocate_lock()
     nreaders = 3 if c("mqtt_host", "") else 2 if c("sd_mount", "") else 1
     queue, place = open_queue(cfg, log, nreaders)
+    if clock.epochs is not None:
+        _note_end(queue, clock.epochs, boot16)
     smp = sampler.Sampler(i2c, queue, clock, guard.boot, int(c("sample_interval_s", 2) * 1000),
                           lock=lock, log=log, am=parts.get("am"), bmp=parts.get("bmp"))
     smp.probe()  # now, so the console says at boot what is missing
@@ -111,11 +115,28 @@ def _clock(c, log):
     try:
         import clock
         import ntptime
+        ep = clock.Epochs("data/epochs.json", int(c("sample_interval_s", 2) * 1000), log=log)
         return clock.Clock(ntptime, host=c("ntp_host", "pool.ntp.org"),
-                           resync_s=c("ntp_resync_s", 3600), log=log)
+                           resync_s=c("ntp_resync_s", 3600), epochs=ep, log=log)
     except Exception as e:  # noqa: BLE001 - sampling must start anyway
         log("app: no NTP clock (%s): samples keep ms-since-boot" % e)
         return app.OfflineClock()
+
+
+def _note_end(queue, epochs, boot16):
+    """If the queue's newest record is an earlier boot's and has no wall-clock time, that
+    boot ended without learning it: tell ``epochs`` (its records then get an estimated
+    time once this boot learns it)."""
+    if not queue.stats()[0]:
+        return
+    try:
+        for _, data in queue.tail(1):
+            rec = record.decode(data)
+            if not rec[record.I_FLAGS] & record.FLAG_UTC and rec[record.I_BOOT] != boot16:
+                epochs.ended(rec[record.I_BOOT], rec[record.I_TIME])
+    except ValueError:  # an unknown layout: its boot gets no estimate
+        pass
+    sys.modules.pop("tslog_query", None)  # (the console's code: not kept)
 
 
 def _wifi(cfg, led, log):

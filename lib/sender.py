@@ -140,7 +140,7 @@ class Sender:
         # ahead (a record read but not sent must not be committed with the reader's cursor).
         most = 0
         for lay in record.LAYOUTS.values():  # each record is sent with its own layout
-            n = len(self._prefix) + 44  # timestamp, '","seq":' and 10 digits, "}"
+            n = len(self._prefix) + 44 + len(record.ESTIMATED)  # timestamp, seq, mark, "}"
             for name in lay.values:
                 n += len(name) + 4 + 14  # ,"name": and the longest "%.7g" / u32 text
             most = max(most, n)
@@ -152,6 +152,7 @@ class Sender:
         self._boot = boot
         self._log = log
         self._epochs = {}
+        self._estimated = set()
         # [(seq, decoded record, length of its JSON)] read, not yet accounted for: each
         # record is decoded once and its message measured once (Content-Length); the
         # message itself is made again when sent (held, a batch of them would take
@@ -177,9 +178,15 @@ class Sender:
         self.backoff_ms = 0
 
     # -- configuration ---------------------------------------------------
-    def set_boot_epoch(self, boot, utc_ms_at_boot):
-        """Tell the sender the UTC ms at which boot ``boot``'s monotonic clock read 0."""
+    def set_boot_epoch(self, boot, utc_ms_at_boot, estimated=False):
+        """Tell the sender the UTC ms at which boot ``boot``'s monotonic clock read 0
+        (``estimated``: a boot that never learned the time, ``clock.Epochs``: its records
+        are sent with ``"time_estimated":true``)."""
         self._epochs[boot] = utc_ms_at_boot
+        if estimated:
+            self._estimated.add(boot)
+        else:
+            self._estimated.discard(boot)
 
     def stats(self):
         """Figures as a dict (no secrets)."""
@@ -195,6 +202,8 @@ class Sender:
                  '","seq":%d' % seq]
         for name, text in record.layout_of(rec).texts(rec):  # the record's own layout
             parts.append(',"%s":%s' % (name, "null" if text is None else text))
+        if rec[record.I_BOOT] in self._estimated and not rec[record.I_FLAGS] & record.FLAG_UTC:
+            parts.append(record.ESTIMATED)
         parts.append("}" + tail)
         return "".join(parts)
 
@@ -232,8 +241,8 @@ class Sender:
                 break
             seq, rec = item
             if record.timestamp_of(rec, self._epochs) is None:
-                if self._boot is None or rec[record.I_BOOT] == self._boot:
-                    break  # this boot will learn the time: wait (held), keep order
+                if record.waits(rec, self._epochs, self._boot):
+                    break  # it may get its time once this boot learns it: wait (held)
                 self._dead_letter(seq, "", "no wall-clock time for boot %d" % rec[record.I_BOOT])
             else:
                 batch.append((seq, rec, len(self.message(seq, rec))))
