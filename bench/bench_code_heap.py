@@ -8,7 +8,8 @@ imported as ``.mpy`` in a fresh interpreter; the figure is the live heap it adds
 
 * the uplink drain's modules (the 64 KB drain of issue 6) and the console's (issue 8);
 * what the firmware loads on a board, without and with the uplink configured;
-* what it does not load unless asked: ``settings``/``config`` (dropped after boot),
+* what it does not load unless asked: ``settings`` and its table ``config`` (dropped
+  after boot; the next line is what stays of them once dropped: the names they interned),
   ``console`` (REPL only), ``archive`` (SD card only), ``tslog_raw`` (partition only).
 
 The venv's unix port is 64-bit (8-byte pointers, 32-byte heap blocks): about 1.4x a
@@ -44,6 +45,8 @@ SETS = [
     ("firmware on a board, no uplink", BOARD),
     (WITH_UPLINK, BOARD + UPLINK),
     ("  + settings and config (boot only, dropped)", BOARD + UPLINK + ["settings", "config"]),
+    ("  + settings and config, left once dropped", BOARD + UPLINK + ["settings", "config",
+                                                                 "-settings", "-config"]),
     ("  + console (loaded when a person imports it)", BOARD + UPLINK + ["console"]),
     ("  + archive (only with sd_mount)", BOARD + UPLINK + ["archive"]),
     ("  + tslog_raw (only with tslog_partition)", BOARD + UPLINK + ["tslog_raw"]),
@@ -54,7 +57,7 @@ SETS = [
 
 
 def compile_mpy(out):
-    for src in list((ROOT / "lib").glob("*.py")) + [ROOT / "firmware" / "config.py"]:
+    for src in (ROOT / "lib").glob("*.py"):
         subprocess.run([str(BIN / "mpy-cross"), "-o", os.path.join(out, src.stem + ".mpy"),
                         str(src)], check=True)
 
