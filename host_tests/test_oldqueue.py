@@ -100,7 +100,7 @@ def _app(d, **cfg):
     logs = []
     c = {"tslog_dir": d + "/q", "bucket_size": 16, "commit_delta": 16, "tslog_partition": ""}
     c.update(cfg)
-    a = app.App(c, log=logs.append)
+    a = app.App(support.board_cfg(**c), log=logs.append)
     return a, a._open_log(), logs
 
 
