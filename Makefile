@@ -11,7 +11,8 @@ ARGS ?=
 LIB_SRC := $(wildcard lib/*.py)
 FW_SRC := $(wildcard firmware/*.py)
 
-.PHONY: venv test lint typecheck build check-build mp32 bench sim fleet ingest deploy flash repl clean
+.PHONY: venv test lint typecheck build check-build mp32 bench sim fleet ingest deploy flash repl clean \
+	settings-doc
 
 # Re-runs only when requirements-dev.txt changes (the stamp is newer otherwise).
 $(VENV)/.stamp: requirements-dev.txt
@@ -59,6 +60,11 @@ bench: venv
 	  if head -5 $$f | grep -q 'run: micropython'; then \
 	    echo "== $$f (micropython)"; MICROPYPATH=host_tests/fakes:lib:host_tests:.frozen $(MICROPYTHON) -X heapsize=64M $$f || exit 1; \
 	  else echo "== $$f (cpython)"; $(BIN)/python $$f || exit 1; fi; done
+
+# The settings tables of README.md and docs/setup.md, written from lib/config.py (the one
+# table of settings); a test fails when they differ from it.
+settings-doc: venv
+	$(BIN)/python -m tools.settings_doc
 
 # The bundled TimeBase-compatible ingest server, e.g. make ingest ARGS='--port 8099'.
 ingest: venv

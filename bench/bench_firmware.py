@@ -80,8 +80,7 @@ class StubBMP:
 
 def _board(vc, name, **parts):
     d = support.tmpdir(name)
-    cfg = {"sample_interval_s": 2, "tslog_dir": d + "/q", "commit_delta": 16,
-           "bucket_size": 1024, "tb_host": "", "symbol": "espbench"}
+    cfg = support.board_cfg(tslog_dir=d + "/q", symbol="espbench")
     guard = bootguard.BootGuard(d + "/boot.json", log=lambda m: None).start()
     a = app.boot(cfg, log=lambda m: None, threaded=False, i2c=machine.I2C(1, freq=100000),
                  led=None, wifi=None, clock=Clock(vc), guard=guard, **parts)

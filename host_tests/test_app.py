@@ -97,12 +97,9 @@ class FakeClock:
 
 
 def _cfg(d, **kw):
-    cfg = {"sample_interval_s": 2, "send_interval_s": 10, "commit_delta": 4,
-           "bucket_size": 16, "tslog_dir": d + "/q", "tb_host": "",
-           "sensor_fail_reset": 30, "wdt_timeout_ms": 60000, "health_interval_s": 300,
-           "symbol": "esptest", "timeout_s": 10, "backoff_min_ms": 1000}
+    cfg = {"commit_delta": 4, "bucket_size": 16, "tslog_dir": d + "/q", "symbol": "esptest"}
     cfg.update(kw)
-    return cfg
+    return support.board_cfg(**cfg)
 
 
 def _start(d, cfg, threaded=True, online=False, am=True, bmp=True):
@@ -273,7 +270,8 @@ def _stalled_run(threaded, upload_stall_ms=300000, run_s=41):
     srv, port = _stall_server()
     # socket timeouts are real time: 1 s = 5 s of scaled time, 2.5 slots
     cfg = _cfg(d, tb_host="https://127.0.0.1:%d" % port, tb_insecure=True, timeout_s=1,
-               tb_user="u", tb_pass="p", upload_stall_ms=upload_stall_ms, send_interval_s=1)
+               tb_user="u", tb_pass="p", send_interval_s=1)
+    cfg["upload_stall_ms"] = upload_stall_ms  # unchecked: 2.5 s, below a board's minimum
     a, st, logs, _ = _start(d, cfg, threaded=threaded, online=True)
     try:
         stats = a.run(stop_after_s=run_s)

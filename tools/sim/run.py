@@ -360,6 +360,22 @@ class Sim:
                 cfg[k] = v
         return cfg
 
+    def _board_settings(self, text):
+        """The settings the board will have with ``text`` as its config.json: what its own
+        ``settings.load()`` makes of it (every key; a bad value is the default, as there).
+        What the board will ignore is said here too, not only in its console log."""
+        from tools.settings_doc import board_settings
+
+        with tempfile.TemporaryDirectory(prefix="sim-config-") as d:
+            path = os.path.join(d, "config.json")
+            with open(path, "w") as f:
+                f.write(text)
+            problems = []
+            cfg = board_settings().load(path, log=problems.append, nvs=False)
+        for p in problems:
+            self._say("sim: the board will log: %s" % p.replace(path, "config.json"))
+        return cfg
+
     def _flash_layout(self):
         """Warn when the partition table differs from the previous run's (a reflash)."""
         o = self.o
@@ -383,12 +399,12 @@ class Sim:
         o = self.o
         files = {}
         if first:  # a run (re)writes config.json and the CA once, like `make deploy`
-            self.config = self.board_config()
-            files["config.json"] = (o.config_json if o.config_json is not None
-                                    else json.dumps(self.config))
+            text = o.config_json if o.config_json is not None else json.dumps(
+                self.board_config())
+            files["config.json"] = text
+            self.config = self._board_settings(text)
             if self.ca_file:
-                name = self.config.get("tb_ca_file", "ca.der")
-                files[name] = {"host": str(Path(self.ca_file).resolve())}
+                files[self.config["tb_ca_file"]] = {"host": str(Path(self.ca_file).resolve())}
         cuts = [int(round(c * 1000)) for c in o.power_cut_at
                 if boot.start_v < c * 1000 < o.duration * 1000]
         return {
@@ -409,9 +425,9 @@ class Sim:
             "reset_cause": boot.cause,
             "rtc_memory": rtc.get("rtc_memory", ""),
             "unique_id": UNIQUE_ID,
-            "tslog_dir": self.config.get("tslog_dir", "data/q"),
-            "bucket_size": self.config.get("bucket_size", 1024),
-            "led_pin": self.config.get("led_pin", 2),
+            "tslog_dir": self.config["tslog_dir"],
+            "bucket_size": self.config["bucket_size"],
+            "led_pin": self.config["led_pin"],
             "status_ms": 200,
         }
 
@@ -779,7 +795,7 @@ class Sim:
                     gone = last - resume + 1
                     cut_ms = self.utc0 + int((b.cut or {}).get("v", b.end_v or 0))
                     reused.append((resume, last, cut_ms))
-                    allowed = int(self.config.get("commit_delta", 16))
+                    allowed = self.config["commit_delta"]
                     cut_uncommitted += min(gone, allowed)
                     lost_cut += max(0, gone - allowed)
                     last = resume - 1
@@ -999,7 +1015,7 @@ class Sim:
         per, days = self._queue_figures(r)
         u = r.get("usage")
         where = ("tslog partition %d KiB" % o.queue_kib) if o.queue_kib else \
-            "folder %s on LittleFS" % self.config.get("tslog_dir", "data/q")
+            "folder %s on LittleFS" % self.config["tslog_dir"]
         if u:
             w("sim: queue (%s): %d record(s) in %d of %d flash bytes: %s bytes/record, "
               "holds %s days at %g s\n" % (where, u[0], u[1], u[2], per, days,
