@@ -198,8 +198,9 @@ def test_corrupt_config_json_falls_back_to_defaults_then_recovers():
     power-on of the same flash) uploads its own samples and the first run's: that boot
     never learnt the time, so they go with a time estimated from the second boot's and
     are marked ``time_estimated`` (docs/firmware.md "Time").  The console numbers the
-    second run's boot 2, as the firmware does.  (--queue-kib 0: a corrupt config.json also loses tslog_partition, and
-    a queue on the partition would start again at seqn 1.)"""
+    second run's boot 2, as the firmware does.  (--queue-kib 0: a corrupt config.json
+    also loses tslog_partition, and a queue on the partition would start again at seqn 1.)
+    """
     r = _sim("config", "--duration", 300, "--speed", "max", "--queue-kib", 0,
              "--config-json", '{"wifi_ssid": "sim-wifi", "tb_host": ')
     _check_ledger(r)
