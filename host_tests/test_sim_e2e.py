@@ -234,6 +234,20 @@ def test_lockstep_hours_every_slot_taken_through_an_outage_and_a_power_cut():
     assert "tslog partition 256 KiB" in r["out"], r["out"]
 
 
+def test_a_256_kib_queue_holds_20_hours_offline():
+    """Issue 12's capacity check (``make sim ARGS='--queue-kib 256 --speed max --duration
+    72000 --wifi-outage 0:72000 --fresh'``): 20 hours of the simulated weather with its
+    sensor noise at 0.5 Hz (36,000 records) and the Wi-Fi out the whole time, on a 256 KiB
+    tslog partition: every record still queued, none dropped."""
+    r = _sim("cap256", "--duration", 72000, "--speed", "max", "--queue-kib", 256,
+             "--wifi-outage", "0:72000", "--weather", "curve")
+    _check_ledger(r)
+    assert r["slots"] == r["stored"] == r["queued"] == 36000, r["out"]
+    assert r["dropped"] == 0 and r["uploaded"] == 0, r["out"]
+    held, used, total = r["usage"]
+    assert held == 36000 and total == 256 * 1024 and used < total, r["out"]
+
+
 def test_paced_speed_600_takes_every_slot_through_an_outage():
     """The Makefile's example speed through an outage (which once missed a third of the
     slots on a busy host): the clock waits for the board instead."""
