@@ -59,11 +59,15 @@ def test_message_format():
 
 
 def test_all_written_in_order_and_committed():
+    import sys
+
+    sys.modules.pop("sender_refusals", None)
     srv, rd, s, dead = make(23)
     drain(s)
     assert srv.order == list(range(1, 24)) and rd.committed == 23
     assert s.sent == 23 and s.batches == 5 and not dead.items
     assert srv.last_headers["Authorization"] == b"Bearer acc1"
+    assert "sender_refusals" not in sys.modules  # the usual replies do not load its code
 
 
 def test_write_mode_and_path():
