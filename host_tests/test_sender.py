@@ -151,6 +151,9 @@ def test_poisoned_record_isolated_by_splitting():
     assert [d[0] for d in dead.items] == [6] and "400" in dead.items[0][2]
     assert sorted(srv.stored) == [i for i in range(1, 17) if i != 6]
     assert rd.committed == 16
+    import sys
+
+    assert "sender_refusals" not in sys.modules  # dropped again at the next usual reply
 
 
 def test_server_refusing_everything_is_not_a_dead_letter_flood():

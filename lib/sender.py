@@ -41,9 +41,11 @@ Outcomes of one POST:
 * ``oauth.AuthError`` (credentials refused for good): state "auth_failed",
   retried every ``backoff_max_ms``; never a reboot.
 
-The answers to refused records (the error list, any other 200, 400 / 403 / 413) are in
-``lib/sender_refusals.py``, imported at the first such reply: a board whose server takes
-every batch never loads that code.
+The answers to refused records (the error list, any other 200, 400 / 403 / 413) and the
+dead-letter log's writing are in ``lib/sender_refusals.py``, imported at the first such
+reply or dead letter and dropped again at the next usual reply (200 ``[]``): a board
+whose server takes every batch never loads that code, and one that met a refusal does
+not keep it.
 
 Call ``step()`` (at most one HTTP exchange) from the main loop or a thread, again
 while it returns records or ``state`` is "sending".  Figures: ``stats()``.
@@ -52,14 +54,13 @@ while it returns records or ``state`` is "sending".  Figures: ``stats()``.
 import binascii
 import json
 import random
+import sys
 import time
 
 import https
 import oauth
 import record
-from micropython import const
 
-_ERR_TEXT_MAX = const(200)
 _JSON = "application/json"
 
 
@@ -67,7 +68,8 @@ class DeadLetterLog:
     """Append-only text file of refused records: ``seq<TAB>message<TAB>error``.
 
     When it grows past ``max_bytes`` it is renamed to ``path + ".1"`` (one old
-    generation kept), so it never fills the flash.
+    generation kept), so it never fills the flash. (Written by
+    ``sender_refusals.append_dead``: a rare path, its code loaded at the first.)
     """
 
     def __init__(self, path, max_bytes=65536):
@@ -75,16 +77,9 @@ class DeadLetterLog:
         self.max_bytes = max_bytes
 
     def write(self, seq, message, error):
-        import os
+        import sender_refusals
 
-        try:
-            if os.stat(self.path)[6] > self.max_bytes:
-                os.rename(self.path, self.path + ".1")
-        except OSError:
-            pass
-        error = str(error).replace("\t", " ").replace("\n", " ")[:_ERR_TEXT_MAX]
-        with open(self.path, "a") as f:
-            f.write("%d\t%s\t%s\n" % (seq, message, error))
+        sender_refusals.append_dead(self, seq, message, error)
 
 
 def write_path(stream, write_mode):
@@ -245,10 +240,9 @@ class Sender:
         return bool(batch) or self._held is None
 
     def _dead_letter(self, seq, msg, err):
-        self.dead += 1
-        self._log("sender: dead-letter seq %d: %s" % (seq, str(err)[:80]))
-        if self._dead is not None:
-            self._dead.write(seq, msg, err)
+        import sender_refusals  # (rare: its code is loaded at the first dead letter)
+
+        sender_refusals.dead_letter(self, seq, msg, err)
 
     def _account(self, n):
         """The first ``n`` batch records are done; the cursor is committed when every
@@ -341,6 +335,7 @@ class Sender:
         resp = post(self._client, self._auth, self._path, self._chunks, length)
         st = resp.status
         if st == 200 and resp.body.strip() == b"[]" and not (resp.truncated or self._suspects):
+            sys.modules.pop("sender_refusals", None)  # back to usual: drop the rare code
             self._accepted()  # all written: the usual reply
             self.sent += n
             self._account(n)

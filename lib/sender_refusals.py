@@ -1,14 +1,17 @@
-"""The sender's answers to refused records: a 200 whose JSON array lists errors, any other
-200, and 400 / 403 / 413 (lib/sender.py, "Outcomes of one POST", says what each does).
+"""Records that cannot go: the sender's answers to refused records (a 200 whose JSON array
+lists errors, any other 200, and 400 / 403 / 413: lib/sender.py, "Outcomes of one POST",
+says what each does), and the dead-letter log's writing.
 
 Split from ``sender`` so that a board whose server takes every batch (200 ``[]``, the
-usual reply) never loads this code: ``Sender`` imports it at the first other reply, and
-it stays loaded after. Functions of a ``sender.Sender`` ``s``: they change its batch
-(``_batch``, the POST's ``_limit``) and its set-aside records (``_suspects``: lone
-records refused, the cause not proven yet, as ``[(batch item, error text)]``).
+usual reply) never loads this code: ``sender`` imports it at the first other reply or
+dead letter, and drops it again at the next usual reply. Functions of a
+``sender.Sender`` ``s``: they change its batch (``_batch``, the POST's ``_limit``) and
+its set-aside records (``_suspects``: lone records refused, the cause not proven yet, as
+``[(batch item, error text)]``).
 """
 
 import json
+import os
 import re
 
 import https
@@ -17,6 +20,29 @@ from micropython import const
 # Lone records refused in a row before the sender blames the server rather than the
 # records: up to 2 adjacent poisoned records are isolated and dead-lettered.
 _SUSPECTS_MAX = const(3)
+_ERR_TEXT_MAX = const(200)  # characters of an error kept in the dead-letter log
+
+
+def dead_letter(s, seq, msg, err):
+    """Record ``seq`` (its message ``msg``) can never go, because of ``err``: counted,
+    logged and written to the sender's dead-letter log."""
+    s.dead += 1
+    s._log("sender: dead-letter seq %d: %s" % (seq, str(err)[:80]))
+    if s._dead is not None:
+        s._dead.write(seq, msg, err)
+
+
+def append_dead(log, seq, message, error):
+    """Append one line to ``sender.DeadLetterLog`` ``log``, first renaming a file grown
+    past its ``max_bytes`` to ``path + ".1"``."""
+    try:
+        if os.stat(log.path)[6] > log.max_bytes:
+            os.rename(log.path, log.path + ".1")
+    except OSError:
+        pass
+    error = str(error).replace("\t", " ").replace("\n", " ")[:_ERR_TEXT_MAX]
+    with open(log.path, "a") as f:
+        f.write("%d\t%s\t%s\n" % (seq, message, error))
 
 
 def _find_seq(text):
@@ -50,7 +76,7 @@ def written(s, n, resp):
                                   len(resp.body), " (cut)" if resp.truncated else ""))
     done = len(s._suspects)
     for (seq, rec, _), text in s._suspects:  # the server takes other records:
-        s._dead_letter(seq, s.message(seq, rec), text)  # they were the cause
+        dead_letter(s, seq, s.message(seq, rec), text)  # they were the cause
     s._suspects = []
     s._accepted()
     batch = s._batch
@@ -73,7 +99,7 @@ def written(s, n, resp):
     for item in batch[:n]:
         seq = item[0]
         if seq in rejected:
-            s._dead_letter(seq, s.message(seq, item[1]), rejected[seq])
+            dead_letter(s, seq, s.message(seq, item[1]), rejected[seq])
         else:
             keep.append(item)
     if 0 < len(left) < len(keep):  # which records the unnamed errors are for is
@@ -83,7 +109,7 @@ def written(s, n, resp):
     for i in range(len(keep)):  # none, or one for each record left: theirs
         seq, rec, _ = keep[i]
         if i < len(left):
-            s._dead_letter(seq, s.message(seq, rec), left[i])
+            dead_letter(s, seq, s.message(seq, rec), left[i])
         else:
             s.sent += 1
     s._account(n)
