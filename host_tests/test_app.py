@@ -220,7 +220,7 @@ def test_clock_set_during_run_and_health_snapshot():
     ts = [record.timestamp_of(r, {1: a.clock.boot_epoch_ms}) for _, r in recs]
     assert ts == sorted(ts) and ts[0] >= a.clock.utc0
     snap = a.stats()
-    for name, _ in health.FIELDS:
+    for name in health.FIELDS:
         assert name in snap, name
     assert snap["samples"] == n and snap["stored"] == n and snap["queue_lag"] == n
     assert snap["boot"] == 1 and snap["reset_cause"] == "power_on"
@@ -411,7 +411,8 @@ def test_ingest_schema_accepts_health_records():
     from tools.ingest import config as icfg
     from tools.ingest import schema as ischema
 
-    assert dict(health.FIELDS) == {k: v.rstrip("?") for k, v in icfg.HEALTH_RECORD.items()}
+    kinds = {n: "VARCHAR" if n in health.TEXT_FIELDS else "INTEGER" for n in health.FIELDS}
+    assert kinds == {k: v.rstrip("?") for k, v in icfg.HEALTH_RECORD.items()}
     types = icfg.DEFAULTS["streams"]["weather-data"]["types"]
     assert set(types) == {"weather_record", "health_record"}
 
@@ -421,7 +422,7 @@ def test_ingest_schema_accepts_health_records():
         def utc_ms(self):
             return 1764000000000
 
-    snap = {name: (7 if kind == "INTEGER" else "x") for name, kind in health.FIELDS}
+    snap = {name: ("x" if name in health.TEXT_FIELDS else 7) for name in health.FIELDS}
     snap["rssi"] = -61
     h = health.Health(None, None, "weather-data", "esp1", 1000, lambda: snap, Clock())
     row = ischema.validate(json.loads(h.message()), types)

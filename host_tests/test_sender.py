@@ -59,11 +59,15 @@ def test_message_format():
 
 
 def test_all_written_in_order_and_committed():
+    import sys
+
+    sys.modules.pop("sender_refusals", None)
     srv, rd, s, dead = make(23)
     drain(s)
     assert srv.order == list(range(1, 24)) and rd.committed == 23
     assert s.sent == 23 and s.batches == 5 and not dead.items
     assert srv.last_headers["Authorization"] == b"Bearer acc1"
+    assert "sender_refusals" not in sys.modules  # the usual replies do not load its code
 
 
 def test_write_mode_and_path():
@@ -147,6 +151,9 @@ def test_poisoned_record_isolated_by_splitting():
     assert [d[0] for d in dead.items] == [6] and "400" in dead.items[0][2]
     assert sorted(srv.stored) == [i for i in range(1, 17) if i != 6]
     assert rd.committed == 16
+    import sys
+
+    assert "sender_refusals" not in sys.modules  # dropped again at the next usual reply
 
 
 def test_server_refusing_everything_is_not_a_dead_letter_flood():

