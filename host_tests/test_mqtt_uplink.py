@@ -173,6 +173,38 @@ def test_a_cut_connection_sends_the_same_message_again():
     assert any("retry in" in t for t in logs), logs
 
 
+def test_a_memory_error_while_filling_a_message_skips_no_record():
+    """The reader is past every record a fill read: a MemoryError half-way (a fragmented
+    heap) sets it back, so the next fill reads them again and none is committed unsent."""
+    n = 30
+    log = queue(n, "oomfill")
+    sub = Sub("weather/oom1")
+    real, calls = record.iso_utc, [0]
+
+    def tight(ms):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise MemoryError("memory allocation failed")
+        return real(ms)
+
+    try:
+        up = uplink(log, symbol="oom1", batch_bytes=1024)
+        record.iso_utc = tight
+        try:
+            up.step()
+            raise AssertionError("the MemoryError did not reach the caller")
+        except MemoryError:
+            pass
+        finally:
+            record.iso_utc = real
+        assert up.sent == 0 and log.reader(2).seqn == 0
+        drain(up)
+        got = sub.records(n)
+    finally:
+        sub.close()
+    assert sorted(_seqs(got)) == list(range(1, n + 1)) and up.sent == n, up.stats()
+
+
 def test_an_unverified_broker_is_refused():
     b = broker()
     log = queue(20, "ca")

@@ -478,3 +478,46 @@ def test_error_naming_no_record_of_the_batch_is_not_ignored():
     drain(s)
     # not counted as written: halves re-sent to find the failed one (accepted now)
     assert srv.order == [1, 2, 3, 4, 1, 2, 3, 4] and rd.committed == 4 and not dead.items
+
+
+def test_a_memory_error_while_decoding_loses_no_record():
+    """The reader is past a record once it returned it: a MemoryError while decoding it
+    (a fragmented heap) must leave it to be decoded again, not skip it."""
+    srv, rd, s, _ = make(5)
+    real, calls = record.decode, [0]
+
+    def tight(raw):
+        calls[0] += 1
+        if calls[0] == 1:
+            raise MemoryError("memory allocation failed")
+        return real(raw)
+
+    record.decode = tight
+    try:
+        s.step()
+        assert s.last_error.startswith("out of memory")
+        drain(s)
+    finally:
+        record.decode = real
+    assert sorted(srv.stored) == [1, 2, 3, 4, 5] and rd.committed == 5
+
+
+def test_a_deferred_cursor_commit_never_covers_a_batch_still_in_ram():
+    """cursor_commit_ms defers a commit; when it comes due the next batch may be read and
+    refused (back-off). The reader's cursor is past that batch: committing it then would
+    lose the batch on a power cut."""
+    srv, rd, s, _ = make(20, cursor_commit_ms=20)
+    s.step()  # 1-5 sent, the commit deferred
+    assert sorted(srv.stored) == [1, 2, 3, 4, 5] and rd.committed == 0
+    srv.script = [503] * 3
+    s.step()  # 6-10 read, refused: kept in RAM
+    assert s.state == "backoff" and rd.pos == 10
+    time.sleep(0.05)
+    s._next_ms = time.ticks_ms()  # the back-off is over
+    s.step()  # the deferred commit is due, 6-10 still unsent
+    assert rd.committed == 0
+    s.flush()  # before a reset: same rule
+    assert rd.committed == 0
+    drain(s)
+    s.flush()
+    assert sorted(srv.stored) == list(range(1, 21)) and rd.committed == 20

@@ -298,6 +298,10 @@ class Archive:
                 return 0
         try:
             done = self._copy()
+        except MemoryError:  # a fragmented heap: the same records again next time
+            with self._lock:
+                self._reader.seqn = self._committed
+            raise
         except OSError as e:
             with self._lock:
                 self._reader.seqn = self._committed  # re-read what was not made durable

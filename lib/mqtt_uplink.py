@@ -145,8 +145,8 @@ def _context(tls, ca_file, insecure):
 
 
 class MqttUplink:
-    """QoS 1 publisher of ``reader``'s records (a TSReader: ``next_record()``, ``seqn``,
-    ``commit()``) as ``symbol`` to the broker at ``url``.
+    """QoS 1 publisher of ``reader``'s records (a TSReader: ``next_record()``, ``seqn``
+    (set back after a failed read), ``commit()``) as ``symbol`` to the broker at ``url``.
 
     ``health_ms``/``health``: every ``health_ms`` publish ``health()`` (the JSON text of
     one health message, None while the clock is unknown) on the same topic.  ``boot``:
@@ -228,7 +228,19 @@ class MqttUplink:
         self._n = n + len(b)
 
     def _fill(self):
-        """Read records into the buffer while one more surely fits; returns how many."""
+        """Read records into the buffer while one more surely fits; returns how many.
+        On any error (a MemoryError on a fragmented heap) the reader goes back to where
+        this fill started: what it read is read again, never skipped."""
+        start, held = self._reader.seqn, self._held
+        try:
+            return self._fill_buffer()
+        except Exception:
+            self._reader.seqn = start
+            self._held = held
+            self._n = self._count = 0
+            raise
+
+    def _fill_buffer(self):
         self._n = 0
         self._put("[")
         count = 0

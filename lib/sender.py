@@ -148,6 +148,7 @@ class Sender:
         # ~300 B of heap a record instead of ~100)
         self._batch = []
         self._held = None  # (seq, decoded record) read but waiting for its boot's epoch
+        self._raw = None  # (seq, bytes) read, not decoded yet (a MemoryError came between)
         self._limit = 0  # records from the batch front to send in the next POST
         self._fails = 0  # consecutive transient failures
         self._suspects = []  # [(batch item, error text)]: refused alone, cause not yet proven
@@ -211,14 +212,18 @@ class Sender:
         item, self._held = self._held, None
         rd = self._reader
         while item is None:
-            raw = rd.next_record()
-            if raw is None:
-                return None
-            self._read = True
+            if self._raw is None:
+                raw = rd.next_record()
+                if raw is None:
+                    return None
+                self._read = True
+                self._raw = rd.seqn, raw  # kept until decoded: the reader is past it
+            seq, raw = self._raw
             try:
-                item = rd.seqn, record.decode(raw)
+                item = seq, record.decode(raw)
             except ValueError as e:  # unknown layout or length: never block the queue
-                self._dead_letter(rd.seqn, binascii.hexlify(raw).decode(), str(e))
+                self._dead_letter(seq, binascii.hexlify(raw).decode(), str(e))
+            self._raw = None
         return item
 
     def _fill(self):
@@ -265,14 +270,17 @@ class Sender:
 
     def flush(self):
         """Commit the reader's cursor now if records were accounted for since the last
-        commit (before a reset or a shutdown)."""
-        if self._dirty:
+        commit (before a reset or a shutdown), unless records read after them are still
+        in RAM: the cursor is the reader's, past those too (they wait for the next commit,
+        or are sent again after a reboot)."""
+        if self._dirty and not self.pending():
             self._commit(True)
 
     # -- sending ----------------------------------------------------------
     def pending(self):
         """True if records are held in RAM waiting to go."""
-        return bool(self._batch) or self._held is not None or bool(self._suspects)
+        return (bool(self._batch) or self._held is not None or self._raw is not None
+                or bool(self._suspects))
 
     def step(self):
         """At most one POST.  Returns the number of records accounted for

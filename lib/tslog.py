@@ -732,8 +732,9 @@ class TSReader(_Walk):
             if s - 1 > self.seqn:  # dropped or unreadable records were skipped
                 self.seqn = s - 1
             return None
-        self.seqn = s
-        return bytes(self.rec[:n])
+        rec = bytes(memoryview(self.rec)[:n])  # before seqn moves: a MemoryError here
+        self.seqn = s  # leaves the record to be read again
+        return rec
 
     def next(self):
         """The next committed record unpacked with the log's format, or None."""
