@@ -141,6 +141,9 @@ def setup_world():
         machine.attach_i2c(0, am)
     if sensors.get("bmp180", "ok") == "ok":
         machine.attach_i2c(0, bmp)
+    # The fakes' records for tests would grow in the firmware's heap: a board has none.
+    machine.keep_history = False
+    network.keep_events = False  # and ntptime's calls
     machine.set_reset_cause(CONF.get("reset_cause", machine.PWRON_RESET))
     mem = CONF.get("rtc_memory")
     if mem:

@@ -32,7 +32,8 @@ starts), ``SIM_UTC0_MS`` (true UTC at virtual 0), ``SIM_CLOCK_FILE`` (8 bytes, t
 virtual ms as a little-endian int64, rewritten at every jump: the orchestrator and the
 ingest server's token clock read it).
 
-Simulator hooks: ``sim_utc_ms()`` (the true UTC, what an NTP server answers),
+Simulator hooks: ``sim_utc_ms()`` (the true UTC, what an NTP server answers; in the
+port's epoch, ``true_time()``, which host_tests/fakes/ntptime.py answers with),
 ``sim_elapsed_ms()`` (virtual ms since the run started), ``add_timer(t)`` (``t.due()``:
 virtual ms or None; ``t.fire()`` runs when the clock reaches it, before any thread due at
 the same instant wakes, and may call ``freeze()``: the board stops for good, as at a power
@@ -383,6 +384,12 @@ def time_ns():
 
 def time():
     return (_now // 1_000_000 + _wall[0]) // 1000
+
+
+def true_time():
+    """The simulated world's true UTC in s since the port's epoch: what an NTP server
+    answers (host_tests/fakes/ntptime.py asks for it)."""
+    return sim_utc_ms() // 1000 - _EPOCH_S
 
 
 def _civil(days):
