@@ -1,8 +1,9 @@
 """Lockstep virtual clock for the simulated board: replaces the built-in ``time`` module.
 
-``tools/sim`` puts this directory first on MICROPYPATH, so every ``import time`` in the
-firmware, ``lib/`` and the fakes gets this module (the unix port looks on the path before
-its built-in ``time``; the built-in stays reachable as ``utime``).
+``tools/sim`` puts this directory (with ``--mp32`` its frozen copy, ``.frozen/sim/mp``)
+first on MICROPYPATH, so every ``import time`` in the firmware, ``lib/`` and the fakes
+gets this module (the unix port looks on the path before its built-in ``time``; the
+built-in stays reachable as ``utime``).
 
 Lockstep: virtual time stands still while any board thread runs, and jumps to the
 earliest wake-up when every board thread waits (sleeps, or has exited). A board thread
