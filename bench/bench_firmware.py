@@ -25,9 +25,13 @@ import app
 import bmp180
 import bmp180_device
 import bootguard
+import fsutil  # noqa: F401 - the modules app.boot() imports: loaded first, so the
 import machine
+import record  # noqa: F401 -   figure below is the objects it builds, not their code
 import sampler
 import support
+import tslog  # noqa: F401
+import tslog_dir  # noqa: F401
 import uploader
 from am2320_device import AM2320Device
 from bmp180_device import BMP180Device
@@ -54,34 +58,34 @@ class Clock:
 
 
 class StubAM:
+    """The AM2320 driver's API with constant readings (0.1 degC, 0.1 %RH)."""
+
     def measure(self):
-        pass
+        return True
 
-    def temperature(self):
-        return 21.5
+    def temperature_tenths(self):
+        return 215
 
-    def humidity(self):
-        return 45.5
+    def humidity_tenths(self):
+        return 455
 
 
 class StubBMP:
-    def measure(self):
-        pass
+    """The BMP180 driver's API with constant readings (0.1 degC, Pa)."""
 
-    def temperature(self):
-        return 21.25
+    def measure(self):
+        return True
+
+    def temperature_tenths(self):
+        return 212
 
     def pressure(self):
         return 101325
 
-    def altitude(self, sea_level_pa=101325):
-        return 12.5
-
 
 def _board(vc, name, **parts):
     d = support.tmpdir(name)
-    cfg = {"sample_interval_s": 2, "tslog_dir": d + "/q", "commit_delta": 16,
-           "bucket_size": 1024, "tb_host": "", "symbol": "espbench"}
+    cfg = support.board_cfg(tslog_dir=d + "/q", symbol="espbench")
     guard = bootguard.BootGuard(d + "/boot.json", log=lambda m: None).start()
     a = app.boot(cfg, log=lambda m: None, threaded=False, i2c=machine.I2C(1, freq=100000),
                  led=None, wifi=None, clock=Clock(vc), guard=guard, **parts)

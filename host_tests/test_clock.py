@@ -186,6 +186,19 @@ def test_epochs_kept_across_boots_and_estimated_for_boots_without_a_clock():
     assert e.epochs[4] + 50000 < e.epochs[5] and e.epochs[5] + 20000 < e.epochs[6]
 
 
+def test_an_estimate_skips_boots_that_stored_nothing():
+    import support
+
+    path = support.tmpdir("epochs") + "/epochs.json"
+    e = clock.Epochs(path, interval_ms=2000, log=lambda m: None)
+    e.ended(7, 30000)  # boot 7 never learned the time; boot 8 stored nothing; 9 learns it
+    assert e.learned(9, 1700000000000) == [9, 7]
+    assert e.epochs[7] == 1700000000000 - 30000 - 2000 and 7 in e.estimated
+    e.ended(65535, 4000)  # the 16-bit boot counter wraps: 65535 is before 1
+    assert e.learned(1, 1700000500000) == [1, 65535]
+    assert e.epochs[65535] == 1700000500000 - 4000 - 2000
+
+
 def test_epochs_file_damaged_or_missing():
     import support
 

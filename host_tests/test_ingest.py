@@ -716,14 +716,14 @@ def test_query_and_stats_cli():
     out = run("query", "--data-dir", d, "--stream", STREAM, "--symbol", "esp2462",
               "--since", "2026-11-24T10:00:02Z", "--until", "2026-11-24T10:00:06Z")
     lines = out.strip().split("\n")
+    health_only = [k for k in icfg.HEALTH_RECORD if k not in icfg.WEATHER_RECORD]
     assert lines[0] == ("symbol,type,seq,timestamp,received,collision,am2320_temp,"
                         "am2320_humidity,bmp180_temp,bmp180_pressure,bmp180_altitude,mem_used,"
-                        "mem_free," + ",".join(k for k in icfg.HEALTH_RECORD if k not in
-                                               icfg.WEATHER_RECORD)), lines[0]
+                        "mem_free,time_estimated," + ",".join(health_only)), lines[0]
     assert [ln.split(",")[2] for ln in lines[1:]] == ["1", "2"]
     assert lines[1].split(",")[3] == "2026-11-24T10:00:02.000Z"
     out = run("query", "--data-dir", d, "--type", "weather_record", "--limit", "1")
-    assert out.split("\n")[0].endswith("bmp180_altitude,mem_used,mem_free")
+    assert out.split("\n")[0].endswith("bmp180_altitude,mem_used,mem_free,time_estimated")
     rows = [json.loads(x) for x in run("query", "--data-dir", d, "--format", "jsonl",
                                         "--type", "weather_record").splitlines()]
     assert [r["seq"] for r in rows] == [0, 1, 2, 3, 9, 1]

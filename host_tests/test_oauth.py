@@ -16,7 +16,7 @@ def test_form_encoding():
 def test_password_grant_then_cached():
     s = FakeWebAdmin()
     a = oauth.OAuth(s, "admin", "pa&ss word", log=lambda m: None)
-    assert a.authorization() == "Bearer acc1"
+    assert a.authorization() == b"Bearer acc1"
     assert a.token() == "acc1" and s.token_calls == ["password"]
 
 

@@ -100,7 +100,7 @@ def _open(d, **cfg):
     logs = []
     c = {"tslog_dir": d + "/q", "bucket_size": 16, "commit_delta": 16, "tslog_partition": ""}
     c.update(cfg)
-    log, place = builder.open_queue(c, logs.append)
+    log, place = builder.open_queue(support.board_cfg(**c), logs.append)
     return place, log, logs
 
 

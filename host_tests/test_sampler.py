@@ -200,7 +200,7 @@ def test_sensor_missing_at_boot_is_retried():
     vc, s, store, clock, logs, devs = _setup(bmp=False)
     try:
         s.probe()
-        assert not s.sensor_present(1) and s.sensor_present(0)
+        assert s.sensors[1] is None and s.sensors[0] is not None
         assert any("bmp180 not found" in m for m in logs)
         s.start()
         _run_slots(vc, s, 2)
@@ -209,7 +209,7 @@ def test_sensor_missing_at_boot_is_retried():
         assert s.stored == 1 and s.failed == 1 and store.recs[-1][8] & record.FLAG_NO_BMP
         machine.attach_i2c(BUS, BMP180Device(temperature_c=5.0))
         _run_slots(vc, s, 1)
-        assert s.sensor_present(1) and store.recs[-1][3] == 50
+        assert s.sensors[1] is not None and store.recs[-1][3] == 50
         assert any("bmp180 found" in m for m in logs)
     finally:
         _teardown(vc)

@@ -1,22 +1,18 @@
-"""lib/settings.py: defaults, validated overrides, atomic save, NVS migration, WebREPL
-helpers (both interpreters)."""
+"""lib/settings.py over lib/config.py's table: defaults, validated overrides, atomic save,
+NVS migration, WebREPL helpers (both interpreters)."""
 
 import json
 import os
 import random
-import sys
 
+import config  # lib/config.py: the table
+import esp32  # the fake: NVS blobs kept in a module-level store
+import fsutil
 import machine
+import settings
 import support
 
-_ROOT = os.getenv("HOST_TEST_ROOT") or "."
-if _ROOT + "/firmware" not in sys.path:
-    sys.path.append(_ROOT + "/firmware")
-
-import config  # noqa: E402  firmware/config.py
-import esp32  # noqa: E402  the fake: NVS blobs kept in a module-level store
-import fsutil  # noqa: E402
-import settings  # noqa: E402
+SECRETS = [k for k in config.TABLE if settings.secret(k)]
 
 
 class Log:
@@ -77,15 +73,39 @@ def _restore_print():
     settings.print = builtins.print
 
 
-def test_defaults_are_valid_and_complete():
+def test_table_is_well_formed_and_defaults_valid():
     _fresh()
-    for key in config.DEFAULTS:
-        assert key in settings.RULES, key
-        assert settings.validate(key, config.DEFAULTS[key]) == config.DEFAULTS[key], key
-    for key in settings.RULES:
-        assert key in config.DEFAULTS, key
-    for key in settings.SECRETS:
-        assert key in config.DEFAULTS, key
+    defaults = config.DEFAULTS
+    assert sorted(defaults) == sorted(config.TABLE) and config.DEFAULTS is not defaults
+    flags = ("secret", "empty-ok", "zero-ok", "fraction", "one-of")
+    for key, entry in config.TABLE.items():
+        assert settings.validate(key, defaults[key]) == defaults[key], key
+        if type(entry) is not tuple:
+            assert type(entry) is bool, key  # a bare value: only its type is checked
+            continue
+        assert 3 <= len(entry) and type(entry[1]) is int and type(entry[2]) is int, key
+        assert entry[1] <= entry[2], key
+        words = entry[3].split() if len(entry) > 3 else []
+        assert all(w in flags for w in words), (key, words)
+        for extra in entry[4:]:
+            assert type(entry[0]) is str and type(extra) in (str, tuple), key
+    assert sorted(SECRETS) == ["ap_password", "mqtt_pass", "tb_client_secret", "tb_pass",
+                               "tb_refresh_token", "webrepl_password", "wifi_password"], SECRETS
+
+
+def test_complete_fills_every_key_and_checks_the_overrides():
+    _fresh()
+    cfg = settings.complete({"sample_interval_s": 5, "tb_host": "https://h"})
+    assert sorted(cfg) == sorted(config.DEFAULTS) and cfg["sample_interval_s"] == 5
+    assert cfg["tb_host"] == "https://h" and cfg["send_interval_s"] == 10
+    assert settings.complete() == config.DEFAULTS
+    assert settings.complete() is not settings.complete()
+    e = support.raises(ValueError, settings.complete, {"sample_intervall_s": 5})
+    assert "sample_intervall_s" in str(e)  # a typo is not silently ignored
+    e = support.raises(ValueError, settings.complete, {"tb_pass": 7})
+    assert "tb_pass" in str(e) and "7" not in str(e)
+    e = support.raises(ValueError, settings.complete, {"i2c_scl": 21})
+    assert "i2c_scl" in str(e) and "i2c_sda" in str(e)
 
 
 def test_missing_file_gives_defaults_without_errors():
@@ -194,7 +214,7 @@ def test_validate_messages_and_rules():
 def test_secrets_never_in_messages_or_logs():
     _fresh()
     secret = "hunter2-Secret"
-    for key in settings.SECRETS:
+    for key in SECRETS:
         for value in (secret * 400, 12345, secret[:3]):
             try:
                 settings.validate(key, value)

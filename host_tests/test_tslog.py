@@ -171,6 +171,38 @@ def test_corrupt_meta_is_rewritten():
     assert log.corrupt == 1
 
 
+def test_meta_that_is_not_utf8_is_counted_and_rewritten():
+    d = support.tmpdir("tslog")
+    _log(d).close()
+    with open(d + "/meta", "wb") as f:
+        f.write(b"\xff\xfe\x80")
+    log = _log(d)
+    assert log.corrupt == 1
+    log.close()
+    assert _log(d).corrupt == 0  # rewritten
+
+
+def test_stray_bucket_far_ahead_is_removed_not_followed():
+    """A bucket file named far past the log's end (a copy, a bit flip in a name; even past
+    32-bit seqns) holds no frame valid at its place: counted, logged, removed; the readers
+    and the next seqn stay where the log is."""
+    d = support.tmpdir("tslog")
+    log = _log(d)
+    for i in range(1, 21):
+        log.store(i, 0.5, 1.0)
+    log.commit()
+    log.close()
+    with open(d + "/b0000000017", "rb") as f:
+        data = f.read()
+    with open(d + "/b9999999999", "wb") as f:
+        f.write(data)
+    log = _log(d)
+    assert log.corrupt == 1 and log.last_seqn == 20
+    assert _drain(log.reader(0)) == list(range(1, 21))
+    assert log.store(21, 0.5, 1.0) == 21
+    assert "b9999999999" not in os.listdir(d)
+
+
 # ---------------------------------------------------------------- raw partition
 def _flash(blocks=8, block_size=4096):
     from flash import FlashBlockDevice

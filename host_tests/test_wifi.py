@@ -7,6 +7,7 @@ are asserted from the PWM's recorded ``(ticks_ms, freq, duty_u16)`` history.
 
 import machine
 import network
+import support
 import wifi
 from sensor_clock import VirtualClock
 
@@ -34,9 +35,8 @@ class Rig:
         self.led = machine.PWM(machine.Pin(2), freq=1000, duty_u16=0)
         self.t0 = self.clk.ticks_ms()
         self.lines = []
-        conf = {"wifi_ssid": "home", "wifi_password": "secret123", "ap_ssid": "",
-                "ap_password": "weather-setup", "no_wifi_before_ap_s": 60, "sta_retry_s": 30}
-        conf.update(cfg)
+        conf = support.board_cfg(wifi_ssid="home", wifi_password="secret123")
+        conf.update(cfg)  # unchecked: the monitor must refuse a bad AP password itself
         self.mon = wifi.WifiMonitor(self.sta, self.ap, self.led, conf, log=self.lines.append)
         self.trace = []  # (t_s, state) on each change
 

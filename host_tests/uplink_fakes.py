@@ -138,6 +138,8 @@ class FakeWebAdmin:
         if isinstance(step, int):
             return resp(step, '{"error":"scripted"}')
         auth = h.get("Authorization", "")
+        if isinstance(auth, bytes):  # oauth.authorization() gives bytes (https sends them)
+            auth = auth.decode()
         if not auth.startswith("Bearer ") or auth[7:] not in self.valid:
             return resp(401, '{"error":"invalid_token","error_description":"expired"}')
         msgs = json.loads(data)

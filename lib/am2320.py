@@ -220,17 +220,15 @@ class AM2320:
         except OSError:
             pass  # a sleeping chip NACKs its wake-up call
         time.sleep_us(_WAKE_US)
+        what = "read command"
         try:
             i2c.writeto(addr, _CMD)
-        except OSError as e:
-            raise AM2320Error("AM2320 at 0x%02x: read command not ACKed (I2C error %s)" % (
-                addr, e.args[0] if e.args else "?"))
-        time.sleep_us(_CMD_WAIT_US)
-        try:
+            time.sleep_us(_CMD_WAIT_US)
+            what = "reply read"
             i2c.readfrom_into(addr, self._buf)
         except OSError as e:
-            raise AM2320Error("AM2320 at 0x%02x: reply read not ACKed (I2C error %s)" % (
-                addr, e.args[0] if e.args else "?"))
+            raise AM2320Error("AM2320 at 0x%02x: %s not ACKed (I2C error %s)" % (
+                addr, what, e.args[0] if e.args else "?"))
 
     def _check(self):
         buf = self._buf

@@ -35,7 +35,6 @@ import time
 from micropython import const
 
 _SLICE_MS = const(500)  # longest sleep: stop flag, watchdog and deadline checks
-_UPLOAD_STALL_MS = 300000  # uploader not back from a step for this long: stop feeding
 _REPL_WDT_MS = 3600000  # watchdog after Ctrl-C, so the REPL can be used
 
 VERSION = "1.0.0"
@@ -51,6 +50,7 @@ class OfflineClock:
     is_set = False
     boot_epoch_ms = None
     on_set = None
+    epochs = None
 
     def __init__(self):
         self._t0 = time.ticks_ms()
@@ -93,7 +93,7 @@ class App:
         self.threaded = threaded
         self.online_default = online
         self._log = log
-        self.upload_stall_ms = cfg.get("upload_stall_ms") or _UPLOAD_STALL_MS
+        self.upload_stall_ms = cfg["upload_stall_ms"]
         self._stop = False
         self._stall_noted = False
         self.iterations = 0
@@ -252,7 +252,7 @@ class App:
         """Stop the threads and commit the queue (end of ``run()``, or a simulated reset)."""
         self._stop = True
         if wait_ms is None:
-            wait_ms = 4 * int(self.cfg.get("timeout_s") or 10) * 1000
+            wait_ms = 4 * int(self.cfg["timeout_s"]) * 1000
         self.up.stop(wait_ms)
         w = self.wifi
         if stop_wifi and w is not None and hasattr(w, "stop"):

@@ -141,8 +141,9 @@ class Archive:
         self.card_errors = 0
         self.last_error = None
 
-    def set_boot_epoch(self, boot, utc_ms_at_boot):
-        """The UTC ms at which boot ``boot``'s monotonic clock read 0 (see ``record``)."""
+    def set_boot_epoch(self, boot, utc_ms_at_boot, estimated=False):
+        """The UTC ms at which boot ``boot``'s monotonic clock read 0 (see ``record``;
+        an ``estimated`` one is used as it is: the CSV has no column for it)."""
         self._epochs[boot] = utc_ms_at_boot
 
     def stats(self):
@@ -340,9 +341,9 @@ class Archive:
                 ts = record.timestamp_of(rec, self._epochs)
                 if ts is not None:
                     path = self._day_path(ts, header)
-                elif self._boot is None or rec[record.I_BOOT] == self._boot:
+                elif record.waits(rec, self._epochs, self._boot):
                     with self._lock:
-                        rd.seqn = seqn - 1  # this boot will learn the time: wait, keep order
+                        rd.seqn = seqn - 1  # it may get its time: wait, keep order
                     self.state = "waiting_clock"
                     break
                 else:

@@ -38,26 +38,19 @@ _T_MAX = const(850)
 _P_MIN = const(30000)  # Pa: datasheet range 300..1100 hPa
 _P_MAX = const(110000)
 _U32 = const(0xFFFFFFFF)
-_STEP_ID = const(0)
-_STEP_CALIB = const(1)
-_STEP_MEASURE = const(2)
 
 # Maximum conversion time per oversampling setting, in us (datasheet table 8).
 _PRESS_WAIT_US = (4500, 7500, 13500, 25500)
-# Largest UP - B3 for which the datasheet's B7 stays below 0x80000000, per oss.
-_B7_SIGNED = tuple(0x7FFFFFFF // (50000 >> oss) for oss in range(4))
-# Largest UP - B3 for which B7 does not wrap around 2**32, per oss.
-_B7_U32 = tuple(0xFFFFFFFF // (50000 >> oss) for oss in range(4))
+# Largest UP - B3 for which the datasheet's B7 stays below 0x80000000, per oss:
+# 0x7FFFFFFF // (50000 >> oss) (literal: on the ESP32 that constant is a big int).
+_B7_SIGNED = (42949, 85899, 171798, 343597)
+# Largest UP - B3 for which B7 does not wrap around 2**32, per oss: 0xFFFFFFFF // (50000 >> oss).
+_B7_U32 = (85899, 171798, 343597, 687194)
 _CALIB_NAMES = ("AC1", "AC2", "AC3", "AC4", "AC5", "AC6", "B1", "B2", "MB", "MC", "MD")
 
 
 class BMP180Error(OSError):
     """A failed check: missing device, NACK, bad id/calibration or implausible data."""
-
-
-def _s16(hi, lo):
-    v = (hi << 8) | lo
-    return v - 0x10000 if v & 0x8000 else v
 
 
 def _cdiv(a, b):
@@ -145,14 +138,12 @@ class BMP180:
         self._retries = retries
         self._retry_delay_ms = retry_delay_ms
         self._b1 = bytearray(1)
-        self._b2 = bytearray(2)
         self._b3 = bytearray(3)
         self._t = None  # 0.1 degC, last validated
         self._p = None  # Pa, last validated
         self.errors = 0  # failed attempts, retried or not
         self.cal = None
-        self._retry(_STEP_ID)
-        self._retry(_STEP_CALIB)
+        self._retry(False)
 
     # ------------------------------------------------------------ public API
 
@@ -168,7 +159,7 @@ class BMP180:
         are then dropped so no stale reading can be returned.
         """
         self._t = self._p = None
-        self._retry(_STEP_MEASURE)
+        self._retry(True)
 
     def temperature(self):
         """Last measured temperature in degC (float, 0.1 degC resolution)."""
@@ -197,48 +188,46 @@ class BMP180:
             raise BMP180Error("BMP180: no valid measurement")
         return value
 
-    def _retry(self, step):
-        # ``step`` is a code, not a bound method: making one would allocate.
+    def _retry(self, measure):
+        """Measure (else: check the chip id and load the calibration), with retries.
+        A flag, not a bound method to call: making one would allocate."""
         attempt = 0
         while True:
             try:
-                if step == _STEP_MEASURE:
-                    return self._measure_once()
-                if step == _STEP_ID:
-                    return self._check_id()
-                return self._load_calibration()
+                return self._measure_once() if measure else self._load_calibration()
             except OSError as e:
                 self.errors += 1
                 if attempt >= self._retries:
-                    if isinstance(e, BMP180Error):
-                        raise BMP180Error("%s (after %d attempts)" % (e.args[0], attempt + 1))
-                    raise BMP180Error("BMP180 at 0x%02x: I2C error %s (after %d attempts)" % (
-                        self._addr, e.args[0] if e.args else "?", attempt + 1))
+                    msg = e.args[0] if e.args else "?"
+                    if not isinstance(e, BMP180Error):
+                        msg = "BMP180 at 0x%02x: I2C error %s" % (self._addr, msg)
+                    raise BMP180Error("%s (after %d attempts)" % (msg, attempt + 1))
                 attempt += 1
                 time.sleep_ms(self._retry_delay_ms)
 
-    def _check_id(self):
-        self._i2c.readfrom_mem_into(self._addr, _REG_ID, self._b1)
-        if self._b1[0] != _CHIP_ID:
-            raise BMP180Error("BMP180 at 0x%02x: chip id 0x%02x, expected 0x55" % (
-                self._addr, self._b1[0]))
-
     def _load_calibration(self):
+        """Check the chip id, then read and check the calibration into ``cal``."""
+        i2c, addr, b1 = self._i2c, self._addr, self._b1
+        i2c.readfrom_mem_into(addr, _REG_ID, b1)
+        if b1[0] != _CHIP_ID:
+            raise BMP180Error("BMP180 at 0x%02x: chip id 0x%02x, expected 0x55" % (addr, b1[0]))
         raw = bytearray(22)
-        self._i2c.readfrom_mem_into(self._addr, _REG_CALIB, raw)
+        i2c.readfrom_mem_into(addr, _REG_CALIB, raw)
         cal = []
         for i in range(11):
-            hi, lo = raw[2 * i], raw[2 * i + 1]
-            word = (hi << 8) | lo
+            word = (raw[2 * i] << 8) | raw[2 * i + 1]
             if word == 0 or word == 0xFFFF:
                 # The datasheet: 0x0000 / 0xFFFF words mean a failed EEPROM read.
                 raise BMP180Error("BMP180: calibration %s (0x%02X) is 0x%04X" % (
                     _CALIB_NAMES[i], _REG_CALIB + 2 * i, word))
-            cal.append(word if 3 <= i <= 5 else _s16(hi, lo))
+            if word & 0x8000 and not 3 <= i <= 5:  # signed, but AC4..AC6
+                word -= 0x10000
+            cal.append(word)
         self.cal = tuple(cal)
 
-    def _convert(self, cmd, wait_us, nbytes):
-        """Start a conversion, wait for it, check it finished, read ``nbytes`` of result."""
+    def _convert(self, cmd, wait_us):
+        """Start a conversion, wait for it, check it finished; the result registers
+        (MSB, LSB, XLSB) as one 24-bit int."""
         i2c, addr, b1 = self._i2c, self._addr, self._b1
         b1[0] = cmd
         i2c.writeto_mem(addr, _REG_CTRL, b1)
@@ -252,29 +241,22 @@ class BMP180:
                 raise BMP180Error("BMP180: conversion 0x%02x not complete (SCO set)" % cmd)
             polls += 1
             time.sleep_ms(1)
-        if nbytes == 2:
-            b = self._b2
-            i2c.readfrom_mem_into(addr, _REG_OUT, b)
-            return (b[0] << 8) | b[1]
         b = self._b3
         i2c.readfrom_mem_into(addr, _REG_OUT, b)
         return (b[0] << 16) | (b[1] << 8) | b[2]
 
     def _measure_once(self):
         oss = self._oss
-        ut = self._convert(_CMD_TEMP, _TEMP_WAIT_US, 2)
-        up = self._convert(_CMD_PRESS | (oss << 6), _PRESS_WAIT_US[oss], 3) >> (8 - oss)
+        ut = self._convert(_CMD_TEMP, _TEMP_WAIT_US) >> 8
+        up = self._convert(_CMD_PRESS | (oss << 6), _PRESS_WAIT_US[oss]) >> (8 - oss)
         if ut == 0 or ut == 0xFFFF:
             raise BMP180Error("BMP180: raw temperature 0x%04X (bus stuck?)" % ut)
         if up == 0 or up == (0xFFFFFF >> (8 - oss)):
             raise BMP180Error("BMP180: raw pressure 0x%X (bus stuck?)" % up)
-        cal = self.cal
         try:
-            b5 = compute_b5(cal, ut)
-            p = compute_pressure(cal, b5, up, oss)
+            t, p = compensate(self.cal, ut, up, oss)
         except ZeroDivisionError:
             raise BMP180Error("BMP180: raw UT %d / UP %d divide by zero" % (ut, up))
-        t = (b5 + 8) >> 4
         if not _T_MIN <= t <= _T_MAX:
             raise BMP180Error("BMP180: temperature %d (0.1 C) out of range" % t)
         if not _P_MIN <= p <= _P_MAX:

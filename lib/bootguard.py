@@ -89,37 +89,34 @@ class BootGuard:
         self.before_reset = _nothing  # run before a reset on purpose (app: commit the queue)
 
     # -- state -------------------------------------------------------------
-    def _read_file(self):
+    def _read(self, rtc):
+        """The state kept in RTC memory (``rtc``) or in the file; None when there is none
+        (no file, a power-up's RTC memory) or it is unusable (logged)."""
         try:
-            with open(self.path) as f:
-                st = json.loads(f.read())
+            if rtc:
+                raw = machine.RTC().memory()
+                if raw[:len(_RTC_MAGIC)] != _RTC_MAGIC:
+                    return None
+                raw = raw[len(_RTC_MAGIC):]
+            else:
+                with open(self.path) as f:
+                    raw = f.read()
+            st = json.loads(raw)
             if isinstance(st, dict) and isinstance(st.get("boot"), int):
                 return st
-            self._log("bootguard: %s has no boot counter; ignored" % self.path)
-        except OSError:
-            pass
+            why = "has no boot counter"
+        except (AttributeError, OSError):  # no RTC memory (a port without it), no file
+            return None
         except ValueError:
-            self._log("bootguard: %s is corrupt; ignored" % self.path)
+            why = "is corrupt"
+        self._log("bootguard: %s %s; ignored" % ("RTC memory" if rtc else self.path, why))
         return None
-
-    def _read_rtc(self):
-        try:
-            raw = machine.RTC().memory()
-            if raw[:len(_RTC_MAGIC)] == _RTC_MAGIC:
-                st = json.loads(raw[len(_RTC_MAGIC):])
-                if isinstance(st, dict) and isinstance(st.get("boot"), int):
-                    return st
-        except (AttributeError, OSError, ValueError):
-            pass
-        return None
-
-    def _state(self, pending=None):
-        return {"boot": self.boot, "pending": pending, "sensor_resets": self.sensor_resets,
-                "backoff_s": self.backoff_s, "history": self.history}
 
     def save(self, pending=None):
         """Persist the state (flash file + RTC memory); never raises."""
-        text = json.dumps(self._state(pending))
+        text = json.dumps({"boot": self.boot, "pending": pending,
+                           "sensor_resets": self.sensor_resets, "backoff_s": self.backoff_s,
+                           "history": self.history})
         try:
             machine.RTC().memory(_RTC_MAGIC + text.encode())
         except (AttributeError, OSError, ValueError):
@@ -138,9 +135,8 @@ class BootGuard:
         i = self.path.rfind("/")
         if i > 0:
             makedirs(self.path[:i])
-        f = self._read_file()
-        r = self._read_rtc()
-        st = f
+        st = self._read(False)
+        r = self._read(True)
         if r is not None and (st is None or r["boot"] > st["boot"]):
             st = r
         st = st or {"boot": 0}
@@ -208,7 +204,3 @@ class BootGuard:
         if self._wdt is not None:
             self._wdt.feed()
             self.feeds += 1
-
-    def stats(self):
-        return {"boot": self.boot, "cause": self.cause, "sensor_resets": self.sensor_resets,
-                "backoff_s": self.backoff_s, "hold_ms": self.hold_ms, "feeds": self.feeds}

@@ -70,36 +70,35 @@ def build(cfg=None, log=print, threaded=True, online=False, **parts):
     """
     if cfg is None:
         cfg = load_settings(log)
-
-    def c(key, default=None):
-        v = cfg.get(key)
-        return default if v is None else v
-
     guard = parts.get("guard") or bootguard.BootGuard(
-        "data/boot.json", fail_reset=c("sensor_fail_reset", 30),
-        wdt_timeout_ms=c("wdt_timeout_ms", 60000), log=log).start()
+        "data/boot.json", fail_reset=cfg["sensor_fail_reset"],
+        wdt_timeout_ms=cfg["wdt_timeout_ms"], log=log).start()
     boot16 = guard.boot & 0xFFFF
     i2c = parts.get("i2c") or machine.I2C(
-        c("i2c_id", 0), scl=machine.Pin(c("i2c_scl", 22)), sda=machine.Pin(c("i2c_sda", 21)),
-        freq=c("i2c_freq", 100000))
+        cfg["i2c_id"], scl=machine.Pin(cfg["i2c_scl"]), sda=machine.Pin(cfg["i2c_sda"]),
+        freq=cfg["i2c_freq"])
     led = parts.get("led")
-    if led is None and "led" not in parts and c("led_pin", 2) >= 0:
+    if led is None and "led" not in parts and cfg["led_pin"] >= 0:
         try:  # Wi-Fi LED: 1 Hz blink (disconnected) until the monitor says otherwise
-            led = machine.PWM(machine.Pin(c("led_pin", 2)), freq=1, duty_u16=32768)
+            led = machine.PWM(machine.Pin(cfg["led_pin"]), freq=1, duty_u16=32768)
         except (OSError, ValueError) as e:
             log("app: no status LED: %s" % e)
-    clock = parts.get("clock") or _clock(c, log)
+    clock = parts.get("clock") or _clock(cfg, log)
+    if getattr(clock, "epochs", 0) == 0:  # a stand-in clock (tests): no epochs kept
+        clock.epochs = None
     lock = _thread.allocate_lock()
-    nreaders = 3 if c("mqtt_host", "") else 2 if c("sd_mount", "") else 1
+    nreaders = 3 if cfg["mqtt_host"] else 2 if cfg["sd_mount"] else 1
     queue, place = open_queue(cfg, log, nreaders)
-    smp = sampler.Sampler(i2c, queue, clock, guard.boot, int(c("sample_interval_s", 2) * 1000),
+    if clock.epochs is not None:
+        _note_end(queue, clock.epochs, boot16)
+    smp = sampler.Sampler(i2c, queue, clock, guard.boot, int(cfg["sample_interval_s"] * 1000),
                           lock=lock, log=log, am=parts.get("am"), bmp=parts.get("bmp"))
     smp.probe()  # now, so the console says at boot what is missing
     wifi = parts.get("wifi")
     if wifi is None and "wifi" not in parts:
         wifi = _wifi(cfg, led, log)
-    symbol = cfg.get("symbol") or default_symbol()
-    up = uploader.Uploader(clock, int(c("send_interval_s", 10) * 1000), boot16, log=log)
+    symbol = cfg["symbol"] or default_symbol()
+    up = uploader.Uploader(clock, int(cfg["send_interval_s"] * 1000), boot16, log=log)
     a = app.App(cfg, lock, guard, clock, queue, place, smp, wifi, up, symbol,
                 threaded=threaded, online=bool(online), log=log)
     up.online = a.online
@@ -107,15 +106,32 @@ def build(cfg=None, log=print, threaded=True, online=False, **parts):
     return a
 
 
-def _clock(c, log):
+def _clock(cfg, log):
     try:
         import clock
         import ntptime
-        return clock.Clock(ntptime, host=c("ntp_host", "pool.ntp.org"),
-                           resync_s=c("ntp_resync_s", 3600), log=log)
+        ep = clock.Epochs("data/epochs.json", int(cfg["sample_interval_s"] * 1000), log=log)
+        return clock.Clock(ntptime, host=cfg["ntp_host"],
+                           resync_s=cfg["ntp_resync_s"], epochs=ep, log=log)
     except Exception as e:  # noqa: BLE001 - sampling must start anyway
         log("app: no NTP clock (%s): samples keep ms-since-boot" % e)
         return app.OfflineClock()
+
+
+def _note_end(queue, epochs, boot16):
+    """If the queue's newest record is an earlier boot's and has no wall-clock time, that
+    boot ended without learning it: tell ``epochs`` (its records then get an estimated
+    time once this boot learns it)."""
+    if not queue.stats()[0]:
+        return
+    try:
+        for _, data in queue.tail(1):
+            rec = record.decode(data)
+            if not rec[record.I_FLAGS] & record.FLAG_UTC and rec[record.I_BOOT] != boot16:
+                epochs.ended(rec[record.I_BOOT], rec[record.I_TIME])
+    except ValueError:  # an unknown layout: its boot gets no estimate
+        pass
+    sys.modules.pop("tslog_query", None)  # (the console's code: not kept)
 
 
 def _wifi(cfg, led, log):
@@ -145,9 +161,9 @@ def open_queue(cfg, log=print, nreaders=1):
     (docs/tslog.md). A queue of firmware 1.0 (TSLog's first format) is moved into the
     new one first: nothing queued is lost, nothing uploaded is sent again.
     """
-    folder = cfg.get("tslog_dir") or "data/q"
+    folder = cfg["tslog_dir"]
     where = folder
-    label = cfg.get("tslog_partition", "tslog")
+    label = cfg["tslog_partition"]
     if label:
         try:
             import esp32
@@ -158,8 +174,8 @@ def open_queue(cfg, log=print, nreaders=1):
             log("app: partition %r: %s" % (label, e))
     place = folder if isinstance(where, str) else "partition " + label
     log("app: queue on %s" % place)
-    kw = {"bucket_size": cfg.get("bucket_size") or 1024,
-          "commit_delta": cfg.get("commit_delta") or 16, "nreaders": nreaders}
+    kw = {"bucket_size": cfg["bucket_size"],
+          "commit_delta": cfg["commit_delta"], "nreaders": nreaders}
     _finish_move(folder)
     if not isinstance(where, str) and fsutil.exists(folder + ".new"):
         return _copy_back(where, folder + ".new", kw, log), place  # a cut during _move_old

@@ -37,7 +37,7 @@ _REBASE_MS = const(60_000)  # re-anchor the ticks reference this often (bounds a
 
 class Clock:
     def __init__(self, ntp, host="pool.ntp.org", resync_s=3600, retry_min_s=5,
-                 retry_max_s=600, log=print):
+                 retry_max_s=600, epochs=None, log=print):
         self.ntp = ntp
         self.host = host
         self.log = log
@@ -50,6 +50,7 @@ class Clock:
         self.is_set = False
         self.boot_epoch_ms = None
         self.on_set = None
+        self.epochs = epochs  # the boots' epochs (``Epochs``), when the firmware keeps them
         self.syncs = 0  # successful syncs this boot
         self.attempts = 0
         self.failures = 0  # consecutive failures (0 after a success)
@@ -194,16 +195,19 @@ class Epochs:
 
     def learned(self, boot, epoch_ms):
         """Boot ``boot`` learned its epoch; returns the boots whose epoch is now known
-        (itself and the earlier boots estimated from it)."""
+        (itself, then the earlier boots estimated from it, newest first).  The boots that
+        stored nothing do not break the chain: each boot that ``ended`` without a time
+        is put just before the next one that has an epoch."""
         self.epochs[boot] = epoch_ms
         self.estimated.discard(boot)
         new = [boot]
-        b = boot
-        while (b - 1) & 0xFFFF in self.ends and (b - 1) & 0xFFFF not in self.epochs:
-            prev = (b - 1) & 0xFFFF
-            self.epochs[prev] = self.epochs[b] - self.ends[prev] - self.interval_ms
-            self.estimated.add(prev)
-            new.append(prev)
-            b = prev
+        # Boots before this one (16-bit counter: by distance back) that never learned it.
+        older = [b for b in self.ends if b not in self.epochs and 0 < (boot - b) & 0xFFFF < 0x8000]
+        older.sort(key=lambda b: (boot - b) & 0xFFFF)
+        nxt = epoch_ms
+        for b in older:
+            nxt = self.epochs[b] = nxt - self.ends[b] - self.interval_ms
+            self.estimated.add(b)
+            new.append(b)
         self._save()
         return new

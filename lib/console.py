@@ -176,10 +176,10 @@ def utc_ms_of(t):
 def _epochs():
     """Boot epochs known on this board (to time records taken before NTP)."""
     out = {}
-    snd = _parts.get("sender")
-    if snd is not None:
-        out.update(getattr(snd, "_epochs", None) or {})
     clock = _parts.get("clock")
+    book = getattr(clock, "epochs", None)  # clock.Epochs: kept across boots, estimates too
+    if book is not None:
+        out.update(book.epochs)
     guard = _parts.get("guard")
     base = getattr(clock, "boot_epoch_ms", None)
     if base is not None and guard is not None:

@@ -19,7 +19,8 @@ weather class only answers ``Unknown type: health_record``) is logged once with 
 then quietly counted in ``refused`` while the snapshots keep going out, so the records
 flow as soon as the class is added (docs/firmware.md); a different refusal is logged again.
 
-Fields (all non-null; ``FIELDS`` gives the TimeBase types for the stream schema):
+Fields (all non-null; ``FIELDS`` names them in order, ``TEXT_FIELDS`` the VARCHAR ones, the
+others are INTEGER: the TimeBase types for the stream schema):
 
 ==============  ========  ===================================================
 boot            INTEGER   boot counter
@@ -53,24 +54,21 @@ import time
 import record
 
 TYPE_NAME = "health_record"
-FIELDS = (("boot", "INTEGER"), ("reset_cause", "VARCHAR"), ("resets", "VARCHAR"),
-          ("uptime_s", "INTEGER"), ("heap_free", "INTEGER"), ("heap_used", "INTEGER"),
-          ("flash_free", "INTEGER"), ("queue_lag", "INTEGER"), ("rssi", "INTEGER"),
-          ("wifi_drops", "INTEGER"), ("samples", "INTEGER"), ("stored", "INTEGER"),
-          ("missed", "INTEGER"), ("sensor_failed", "INTEGER"), ("am2320_fails", "INTEGER"),
-          ("bmp180_fails", "INTEGER"), ("dropped", "INTEGER"), ("dead", "INTEGER"),
-          ("sent", "INTEGER"), ("firmware", "VARCHAR"), ("queue", "VARCHAR"),
-          ("queue_days", "INTEGER"))
+FIELDS = ("boot", "reset_cause", "resets", "uptime_s", "heap_free", "heap_used", "flash_free",
+          "queue_lag", "rssi", "wifi_drops", "samples", "stored", "missed", "sensor_failed",
+          "am2320_fails", "bmp180_fails", "dropped", "dead", "sent", "firmware", "queue",
+          "queue_days")
+TEXT_FIELDS = ("reset_cause", "resets", "firmware", "queue")  # VARCHAR; the others INTEGER
 
 
 def message(symbol, utc_ms, snap):
     """The JSON text of one health message of ``symbol`` at ``utc_ms`` from ``snap`` (a dict
     with the ``FIELDS`` names; a missing one is sent as 0 or "")."""
     m = {"$type": TYPE_NAME, "symbol": symbol, "timestamp": record.iso_utc(utc_ms)}
-    for name, kind in FIELDS:
+    for name in FIELDS:
         v = snap.get(name)
         if v is None:
-            v = "" if kind == "VARCHAR" else 0
+            v = "" if name in TEXT_FIELDS else 0
         m[name] = v
     return json.dumps(m)
 

@@ -53,6 +53,7 @@ _LINE_MAX = const(256)  # bytes of a status/header line kept (the rest is skippe
 _LINE_PIECES = const(32)  # a header line longer than 32 * _LINE_MAX is an error
 _HEADERS_MAX = const(64)  # most header lines accepted in one response
 _CHUNK = const(512)  # socket read size
+_HEAD = const(1024)  # bytes of a request head sent at once (a longer one goes in parts)
 _KEEP = (b"content-type", b"www-authenticate", b"retry-after")  # response headers kept
 _SIZE_DIGITS = const(15)  # most digits of a Content-Length or chunk size
 
@@ -69,7 +70,8 @@ class HTTPError(OSError):
 
 class Response:
     """``status`` (int), ``reason`` (str), ``headers`` (dict of lower-case names
-    in ``_KEEP``), ``body`` (bytes, at most ``max_body``), ``truncated`` (bool)."""
+    in ``_KEEP``), ``body`` (a bytearray of at most ``max_body`` bytes, read in place:
+    one block of the reply's size, no copies), ``truncated`` (bool)."""
 
     def __init__(self, status, reason, headers, body, truncated):
         self.status = status
@@ -137,7 +139,11 @@ def _text(data):
     try:
         return data.decode()
     except UnicodeError:
-        return "".join(chr(c) if 32 <= c < 127 else "?" for c in data)
+        data = bytearray(data)
+        for i in range(len(data)):
+            if not 32 <= data[i] < 127:
+                data[i] = 63  # "?"
+        return data.decode()
 
 
 def _error(e, what, category=None):
@@ -166,10 +172,8 @@ class Client:
 
     def __init__(self, base_url, ca_file=None, insecure=False, timeout_s=10, max_body=4096,
                  resolve=None, log=print):
-        self.scheme, self.host, self.port, self.base_path = parse_url(base_url)
-        h = "[%s]" % self.host if ":" in self.host else self.host
-        self._host = h if self.port == (443 if self.scheme == "https" else 80) else "%s:%d" % (
-            h, self.port)  # the Host header
+        scheme, self.host, self.port, self.base_path = parse_url(base_url)
+        self._host = base_url.split("/")[2]  # the Host header: the URL's authority
         self.timeout_s = timeout_s
         self.max_body = max_body
         self._resolve = resolve
@@ -179,10 +183,11 @@ class Client:
         self._wr = None  # the connection's write (set with _in)
         self._ctx = None
         self._got_reply = False
-        self._dropped = False
         self.connects = 0  # connections opened (a figure for benchmarks)
+        self._head = bytearray(_HEAD)  # a request's head (allocated once, early)
+        self._hn = 0
         self.insecure = bool(insecure)
-        if self.scheme == "http":
+        if scheme == "http":
             if not insecure:
                 raise ValueError("http:// sends the password unencrypted: use https:// "
                                  "(or insecure=True)")
@@ -227,26 +232,24 @@ class Client:
         except (OSError, IndexError) as e:  # IndexError: no address
             raise HTTPError("dns", "cannot resolve %s: %r" % (self.host, e))
         s = socket.socket()
+        what, category = "connect to %s:%d" % (self.host, self.port), "connect"
         try:
             s.settimeout(self.timeout_s)
             try:  # TCP_NODELAY (6, 1 on Linux and lwIP): headers and body go in separate writes
                 s.setsockopt(6, 1, 1)
             except (OSError, AttributeError):
                 pass
-            try:
-                s.connect(addr)
-            except OSError as e:
-                raise _error(e, "connect to %s:%d" % (self.host, self.port), "connect")
+            s.connect(addr)
             if self.insecure:
                 self._warn()
             if self._ctx is not None:
                 gc.collect()  # the handshake needs its largest blocks: defragment first
-                try:
-                    s = self._ctx.wrap_socket(s, server_hostname=self.host)
-                except (OSError, ValueError) as e:
-                    raise _error(e, "TLS handshake with " + self.host, "tls")
-        except BaseException:
+                what, category = "TLS handshake with " + self.host, "tls"
+                s = self._ctx.wrap_socket(s, server_hostname=self.host)
+        except BaseException as e:
             s.close()
+            if isinstance(e, (OSError, ValueError)):
+                raise _error(e, what, category)
             raise
         self._sock = s
         # MicroPython's (TLS) socket is a stream whose read(n) returns n bytes (fewer only at
@@ -256,6 +259,24 @@ class Client:
         self.connects += 1
 
     # -- low-level I/O ----------------------------------------------------
+    def _put(self, piece):
+        """Append ``piece`` (str, bytes) to the request head, sending the head so far when
+        it would not fit (``_HEAD`` bytes)."""
+        if isinstance(piece, str):
+            piece = piece.encode()
+        head = self._head
+        n = self._hn
+        m = n + len(piece)
+        if m > len(head):
+            self._send(memoryview(head)[:n])
+            n, m = 0, len(piece)
+            if m > len(head):
+                self._send(piece)
+                m = 0
+                piece = b""
+        head[n:m] = piece
+        self._hn = m
+
     def _send(self, data):
         if isinstance(data, str):
             data = data.encode()
@@ -285,24 +306,23 @@ class Client:
         raise HTTPError("protocol", "header line too long")
 
     def _read_into(self, out, n, keep):
-        """Read exactly ``n`` body bytes (``n`` < 0: until close), appending up to
-        ``keep`` of them to ``out``; returns how many more may be kept."""
+        """Read exactly ``n`` body bytes (``n`` < 0: until close), appending the first
+        ``keep`` of them to ``out``; returns ``keep`` less the bytes read (< 0: some
+        were dropped)."""
         while n != 0:
             want = _CHUNK if n < 0 or n > _CHUNK else n
             data = self._in.read(want)  # type: ignore
             if data is None:
                 raise HTTPError("timeout", "receive timed out")
-            if len(data) < want and n > 0:
+            got = len(data)
+            if got < want and n > 0:
                 raise HTTPError("reset", "connection closed")
-            k = len(data) if len(data) < keep else keep
-            if k > 0:
-                out.extend(data if k == len(data) else data[:k])
-                keep -= k
-            if k < len(data):
-                self._dropped = True
+            if keep > 0:
+                out.extend(data if got <= keep else data[:keep])
+            keep -= got
             if n > 0:
-                n -= len(data)
-            elif len(data) < want:
+                n -= got
+            elif got < want:
                 break  # EOF ends a close-delimited body
         return keep
 
@@ -337,24 +357,29 @@ class Client:
             if isinstance(body, str):
                 body = body.encode()
             length = len(body)
-        hdr = "%s %s%s HTTP/1.1\r\nHost: %s\r\n" % (method, self.base_path, path, self._host)
+            body = (body,)
+        # The head goes through one buffer kept by the client: no string the size of the
+        # head (a bearer token is ~1 KB) is made per request, a fragmented heap's worst case.
+        self._hn = 0
+        put = self._put
+        for piece in (method, " ", self.base_path, path, " HTTP/1.1\r\nHost: ", self._host,
+                      "\r\n"):
+            put(piece)
         items = headers.items() if isinstance(headers, dict) else (headers or ())
         for k, v in items:
-            hdr += "%s: %s\r\n" % (k, v)
+            put(k)
+            put(": ")
+            put(v)
+            put("\r\n")
         if body is not None:
-            if length is None:
-                hdr += "Transfer-Encoding: chunked\r\n"
-            else:
-                hdr += "Content-Length: %d\r\n" % length
-        self._send(hdr + "\r\n")
-        hdr = None
+            put("Transfer-Encoding: chunked\r\n" if length is None else
+                "Content-Length: %d\r\n" % length)
+        put("\r\n")
+        self._send(memoryview(self._head)[:self._hn])
         if body is None:
             return
-        if not callable(body):
-            self._send(body)
-            return
         sent = 0
-        for chunk in body():  # type: ignore
+        for chunk in body() if callable(body) else body:  # type: ignore
             if not chunk:
                 continue
             if isinstance(chunk, str):
@@ -410,7 +435,6 @@ class Client:
             raise HTTPError("protocol", "too many headers")
         body = bytearray()
         keep = self.max_body
-        self._dropped = False
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             length = 0
         if chunked:
@@ -422,11 +446,22 @@ class Client:
                     break
                 keep = self._read_into(body, size, keep)
                 self._readline()
-        elif length >= 0:
-            keep = self._read_into(body, length, keep)
+        elif length >= 0:  # the usual reply: one buffer of its size, read into in place
+            body = bytearray(length if length < keep else keep)
+            got = 0
+            mv = memoryview(body)
+            while got < len(body):
+                k = self._in.readinto(mv[got:])  # type: ignore
+                if not k:
+                    raise HTTPError("timeout" if k is None else "reset",
+                                    "receive timed out" if k is None else "connection closed")
+                got += k
+            mv = None
+            if length > got:  # beyond max_body: read and dropped (keep < 0)
+                keep = self._read_into(body, length - got, 0)
         else:
             keep_alive = False
             keep = self._read_into(body, -1, keep)
         if not keep_alive:
             self.close()
-        return Response(status, reason, hdrs, bytes(body), self._dropped)
+        return Response(status, reason, hdrs, body, keep < 0)

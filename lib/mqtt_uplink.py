@@ -178,7 +178,7 @@ class MqttUplink:
         self._health_next = time.ticks_ms()
         self._log = log
         self._prefix = '{"$type":"weather_record","symbol":%s,"timestamp":"' % json.dumps(symbol)
-        most = len(self._prefix) + 44  # timestamp, '","seq":' and 10 digits, "}"
+        most = len(self._prefix) + 66  # timestamp, '","seq":' and 10 digits, ESTIMATED, "}"
         for name in record.SENSOR_FIELDS:
             most += len(name) + 4 + 14  # ,"name": and the longest "%.7g" / u32 text
         self._most = most
@@ -190,6 +190,7 @@ class MqttUplink:
         self._count = 0  # records in it
         self._held = None  # (seq, rec) read, waiting for its boot's epoch
         self._epochs = {}
+        self._estimated = set()
         self._client = None
         self._fails = 0
         self._next_ms = time.ticks_ms()
@@ -202,9 +203,14 @@ class MqttUplink:
         self.state = "idle"  # idle|sending|backoff|waiting_clock|auth_failed
         self.last_error = None
 
-    def set_boot_epoch(self, boot, utc_ms_at_boot):
-        """The UTC ms at which boot ``boot``'s monotonic clock read 0 (see ``record``)."""
+    def set_boot_epoch(self, boot, utc_ms_at_boot, estimated=False):
+        """The UTC ms at which boot ``boot``'s monotonic clock read 0 (see ``record``);
+        ``estimated`` as in ``sender``."""
         self._epochs[boot] = utc_ms_at_boot
+        if estimated:
+            self._estimated.add(boot)
+        else:
+            self._estimated.discard(boot)
 
     def stats(self):
         return {"sent": self.sent, "messages": self.messages, "dead": self.dead,
@@ -243,8 +249,8 @@ class MqttUplink:
                 continue
             ts = record.timestamp_of(rec, self._epochs)
             if ts is None:
-                if self._boot is None or rec[record.I_BOOT] == self._boot:
-                    self._held = (seq, rec)  # this boot will learn the time: keep order
+                if record.waits(rec, self._epochs, self._boot):
+                    self._held = (seq, rec)  # it may get its time: wait, keep order
                     break
                 self._dead(seq, "no wall-clock time for boot %d" % rec[record.I_BOOT])
                 continue
@@ -255,6 +261,8 @@ class MqttUplink:
             self._put('","seq":%d' % seq)
             for name, text in record.layout_of(rec).texts(rec):
                 self._put(',"%s":%s' % (name, "null" if text is None else text))
+            if rec[record.I_BOOT] in self._estimated and not rec[record.I_FLAGS] & record.FLAG_UTC:
+                self._put(record.ESTIMATED)
             self._put("}")
             count += 1
         self._put("]")

@@ -81,6 +81,7 @@ class OAuth:
         cred = ("%s:%s" % (client_id, client_secret)).encode()
         self._basic = "Basic " + binascii.b2a_base64(cred).decode().strip()
         self._access = None
+        self._bearer = b""
         self._expires = 0  # ticks_ms at which the access token expires
         self.grants = 0  # successful token requests (a figure)
         self.failed = None  # AuthError of the last permanent failure, else None
@@ -95,8 +96,10 @@ class OAuth:
         self._access = None
 
     def authorization(self):
-        """The ``Authorization`` header value, getting a token first if needed."""
-        return "Bearer " + self.token()
+        """The ``Authorization`` header value (bytes, made once per token), getting a
+        token first if needed."""
+        self.token()
+        return self._bearer
 
     def token(self):
         """A valid access token; refreshes or logs in as needed (may raise)."""
@@ -138,6 +141,7 @@ class OAuth:
             except (KeyError, ValueError, TypeError):
                 raise AuthError("bad_reply", "token reply is not the expected JSON")
             self._access = access
+            self._bearer = b"Bearer " + access.encode()
             # renew margin_s early, but never sooner than 3/4 of a (test-short) lifetime
             if life_ms // 4 < self._margin_ms:
                 life_ms += self._margin_ms - life_ms // 4

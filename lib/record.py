@@ -280,6 +280,18 @@ def timestamp_of(rec, boot_epochs=None):
     return t if t >= MIN_VALID_UTC_MS else None
 
 
+def waits(rec, epochs, boot):
+    """True if decoded record ``rec``, which has no time yet (``timestamp_of`` None), may
+    still get one: it is of boot ``boot`` (this boot; None: not known), or this boot has
+    not learned its epoch yet (when it does, each earlier boot that never learned one gets
+    an estimate: ``clock.Epochs``).  False: its time will never be known."""
+    return boot is None or rec[I_BOOT] == boot or boot not in epochs
+
+
+# What an uploaded record whose time is an estimate carries (``clock.Epochs``).
+ESTIMATED = ',"time_estimated":true'
+
+
 def _civil(days):
     """(year, month, day) of a count of days since 1970-01-01 (proleptic Gregorian)."""
     # H. Hinnant's days_from_civil inverse: exact for any date, independent of the port's epoch.

@@ -42,9 +42,10 @@ holds the live heap, not the garbage since the last collection.
 
 ``store`` is the TSLog (``store_record``; it commits every ``commit_delta`` records by
 itself). ``lock`` (``_thread.allocate_lock()``) is held around every TSLog call because
-the uploader thread reads the same TSLog object.
+the uploader thread reads the same TSLog object; without one the sampler makes its own.
 """
 
+import _thread
 import gc
 import time
 
@@ -56,22 +57,13 @@ _BMP = const(1)
 NAMES = ("am2320", "bmp180")
 
 
-class _NoLock:
-    """Stands in for a lock when nothing else touches the TSLog (tests, single thread)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 class Sampler:
     """Reads both sensors every ``interval_ms`` and appends one ``record`` to ``store``.
 
     ``i2c``: the bus (``machine.I2C``); ``clock``: object with ``is_set``, ``utc_ms()``
     and ``mono_ms()`` (``lib/clock.py``); ``boot``: boot counter; ``am`` / ``bmp``:
-    driver objects to use instead of creating them from ``i2c`` (tests).
+    driver objects to use instead of creating them from ``i2c`` (tests). ``sensors``: the
+    two drivers (``NAMES`` order), None while that sensor is missing.
     """
 
     def __init__(self, i2c, store, clock, boot, interval_ms, lock=None, log=print,
@@ -83,9 +75,9 @@ class Sampler:
         self._clock = clock
         self.boot = boot & 0xFFFF
         self.interval_ms = interval_ms
-        self._lock = lock if lock is not None else _NoLock()
+        self._lock = lock if lock is not None else _thread.allocate_lock()
         self._log = log
-        self._sensors = [am, bmp]
+        self.sensors = [am, bmp]
         self._missing_logged = [False, False]
         self._values = [0] * 6  # record v2: am2320 t, rh, bmp180 t, p, mem_used, heap
         self._started = False
@@ -137,7 +129,7 @@ class Sampler:
 
     # -- sensors -----------------------------------------------------------
     def _sensor(self, i):
-        s = self._sensors[i]
+        s = self.sensors[i]
         if s is not None:
             return s
         try:
@@ -154,7 +146,7 @@ class Sampler:
             return None
         if self._missing_logged[i]:
             self._log("sampler: %s found" % NAMES[i])
-        self._sensors[i] = s
+        self.sensors[i] = s
         return s
 
     def _read(self, i):
@@ -193,9 +185,6 @@ class Sampler:
         """Create the sensor drivers now (logs the missing ones); slots retry the rest."""
         for i in (_AM, _BMP):
             self._sensor(i)
-
-    def sensor_present(self, i):
-        return self._sensors[i] is not None
 
     # -- one sample --------------------------------------------------------
     def sample(self, slot_ms=None):

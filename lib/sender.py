@@ -33,13 +33,19 @@ Outcomes of one POST:
 * 400 / 403 / 413: the batch is halved until the refused record is alone.  It
   is set aside and the following records are sent: if the server accepts them,
   the set-aside records were the cause and go to the dead-letter log; if
-  ``_SUSPECTS_MAX`` (3) lone records in a row are refused, the server refuses
+  3 lone records in a row are refused, the server refuses
   everything (read-only, unknown stream, no write permission): all stay queued
   and the sender backs off.
 * 5xx, timeouts, resets, DNS/TLS errors: capped exponential backoff with
   jitter; the records stay queued.
 * ``oauth.AuthError`` (credentials refused for good): state "auth_failed",
   retried every ``backoff_max_ms``; never a reboot.
+
+The answers to refused records (the error list, any other 200, 400 / 403 / 413) and the
+dead-letter log's writing are in ``lib/sender_refusals.py``, imported at the first such
+reply or dead letter and dropped again at the next usual reply (200 ``[]``): a board
+whose server takes every batch never loads that code, and one that met a refusal does
+not keep it.
 
 Call ``step()`` (at most one HTTP exchange) from the main loop or a thread, again
 while it returns records or ``state`` is "sending".  Figures: ``stats()``.
@@ -48,18 +54,13 @@ while it returns records or ``state`` is "sending".  Figures: ``stats()``.
 import binascii
 import json
 import random
-import re
+import sys
 import time
 
 import https
 import oauth
 import record
-from micropython import const
 
-# Lone records refused in a row before the sender blames the server rather than the
-# records: up to 2 adjacent poisoned records are isolated and dead-lettered.
-_SUSPECTS_MAX = const(3)
-_ERR_TEXT_MAX = const(200)
 _JSON = "application/json"
 
 
@@ -67,7 +68,8 @@ class DeadLetterLog:
     """Append-only text file of refused records: ``seq<TAB>message<TAB>error``.
 
     When it grows past ``max_bytes`` it is renamed to ``path + ".1"`` (one old
-    generation kept), so it never fills the flash.
+    generation kept), so it never fills the flash. (Written by
+    ``sender_refusals.append_dead``: a rare path, its code loaded at the first.)
     """
 
     def __init__(self, path, max_bytes=65536):
@@ -75,22 +77,9 @@ class DeadLetterLog:
         self.max_bytes = max_bytes
 
     def write(self, seq, message, error):
-        import os
+        import sender_refusals
 
-        try:
-            if os.stat(self.path)[6] > self.max_bytes:
-                os.rename(self.path, self.path + ".1")
-        except OSError:
-            pass
-        error = str(error).replace("\t", " ").replace("\n", " ")[:_ERR_TEXT_MAX]
-        with open(self.path, "a") as f:
-            f.write("%d\t%s\t%s\n" % (seq, message, error))
-
-
-def _find_seq(text):
-    """The integer after ``seq`` in an error text (``'seq':12`` or ``"seq": 12``), else None."""
-    m = re.search("seq['\" ]*:['\" ]*([0-9]+)", text)
-    return int(m.group(1)) if m else None
+        sender_refusals.append_dead(self, seq, message, error)
 
 
 def write_path(stream, write_mode):
@@ -140,7 +129,7 @@ class Sender:
         # ahead (a record read but not sent must not be committed with the reader's cursor).
         most = 0
         for lay in record.LAYOUTS.values():  # each record is sent with its own layout
-            n = len(self._prefix) + 44  # timestamp, '","seq":' and 10 digits, "}"
+            n = len(self._prefix) + 44 + len(record.ESTIMATED)  # timestamp, seq, mark, "}"
             for name in lay.values:
                 n += len(name) + 4 + 14  # ,"name": and the longest "%.7g" / u32 text
             most = max(most, n)
@@ -152,6 +141,7 @@ class Sender:
         self._boot = boot
         self._log = log
         self._epochs = {}
+        self._estimated = set()
         # [(seq, decoded record, length of its JSON)] read, not yet accounted for: each
         # record is decoded once and its message measured once (Content-Length); the
         # message itself is made again when sent (held, a batch of them would take
@@ -177,9 +167,15 @@ class Sender:
         self.backoff_ms = 0
 
     # -- configuration ---------------------------------------------------
-    def set_boot_epoch(self, boot, utc_ms_at_boot):
-        """Tell the sender the UTC ms at which boot ``boot``'s monotonic clock read 0."""
+    def set_boot_epoch(self, boot, utc_ms_at_boot, estimated=False):
+        """Tell the sender the UTC ms at which boot ``boot``'s monotonic clock read 0
+        (``estimated``: a boot that never learned the time, ``clock.Epochs``: its records
+        are sent with ``"time_estimated":true``)."""
         self._epochs[boot] = utc_ms_at_boot
+        if estimated:
+            self._estimated.add(boot)
+        else:
+            self._estimated.discard(boot)
 
     def stats(self):
         """Figures as a dict (no secrets)."""
@@ -195,6 +191,8 @@ class Sender:
                  '","seq":%d' % seq]
         for name, text in record.layout_of(rec).texts(rec):  # the record's own layout
             parts.append(',"%s":%s' % (name, "null" if text is None else text))
+        if rec[record.I_BOOT] in self._estimated and not rec[record.I_FLAGS] & record.FLAG_UTC:
+            parts.append(record.ESTIMATED)
         parts.append("}" + tail)
         return "".join(parts)
 
@@ -232,8 +230,8 @@ class Sender:
                 break
             seq, rec = item
             if record.timestamp_of(rec, self._epochs) is None:
-                if self._boot is None or rec[record.I_BOOT] == self._boot:
-                    break  # this boot will learn the time: wait (held), keep order
+                if record.waits(rec, self._epochs, self._boot):
+                    break  # it may get its time once this boot learns it: wait (held)
                 self._dead_letter(seq, "", "no wall-clock time for boot %d" % rec[record.I_BOOT])
             else:
                 batch.append((seq, rec, len(self.message(seq, rec))))
@@ -242,10 +240,9 @@ class Sender:
         return bool(batch) or self._held is None
 
     def _dead_letter(self, seq, msg, err):
-        self.dead += 1
-        self._log("sender: dead-letter seq %d: %s" % (seq, str(err)[:80]))
-        if self._dead is not None:
-            self._dead.write(seq, msg, err)
+        import sender_refusals  # (rare: its code is loaded at the first dead letter)
+
+        sender_refusals.dead_letter(self, seq, msg, err)
 
     def _account(self, n):
         """The first ``n`` batch records are done; the cursor is committed when every
@@ -298,12 +295,9 @@ class Sender:
                     self.state = "waiting_clock"
                     return 0
                 if not self._batch and self._suspects:
-                    for item, _ in self._suspects:  # nothing to compare them with yet:
-                        self._batch.append(item)  # send them alone again after a pause
-                    self._suspects = []
-                    self._limit = 1
-                    self._fail("only refused records are queued")
-                    return 0
+                    import sender_refusals
+
+                    return sender_refusals.retry_alone(self)
                 if not self._batch:
                     self.state = "idle"
                     return 0
@@ -340,97 +334,21 @@ class Sender:
             length += self._batch[i][2]
         resp = post(self._client, self._auth, self._path, self._chunks, length)
         st = resp.status
-        if st == 200:
-            return self._written(n, resp)
-        if st in (400, 403, 413):
-            return self._refused(n, resp)
-        raise https.HTTPError("status", "HTTP %d %s" % (st, resp.reason), st)
+        if st == 200 and resp.body.strip() == b"[]" and not (resp.truncated or self._suspects):
+            sys.modules.pop("sender_refusals", None)  # back to usual: drop the rare code
+            self._accepted()  # all written: the usual reply
+            self.sent += n
+            self._account(n)
+            return n
+        if st != 200 and st not in (400, 403, 413):
+            raise https.HTTPError("status", "HTTP %d %s" % (st, resp.reason), st)
+        import sender_refusals  # the rare replies' code: loaded at the first one
 
-    def _written(self, n, resp):
-        """A 200 reply to the POST of the first ``n`` batch records: its JSON array of
-        errors (a "protocol" HTTPError if it is anything else: then nothing is known to be
-        written, the caller backs off) sends each named record to the dead-letter log and
-        counts the others as written; the records set aside were refused for themselves."""
-        errors = None
-        if not resp.truncated:
-            try:
-                errors = json.loads(resp.body)
-            except ValueError:
-                pass
-        if isinstance(errors, list):
-            for e in errors:  # TimeBase: objects; tools/ingest and others: strings
-                if not isinstance(e, (dict, str)):
-                    errors = None
-                    break
-        if not isinstance(errors, list):
-            if resp.truncated and n > 1:
-                self._limit = n // 2  # a long error list: fewer records, a shorter reply
-            raise https.HTTPError("protocol", "HTTP 200 with %d bytes%s, not a JSON error "
-                                  "list (captive portal? proxy?)" % (
-                                      len(resp.body), " (cut)" if resp.truncated else ""))
-        done = len(self._suspects)
-        for (seq, rec, _), text in self._suspects:  # the server takes other records:
-            self._dead_letter(seq, self.message(seq, rec), text)  # they were the cause
-        self._suspects = []
+        return (sender_refusals.written if st == 200 else sender_refusals.refused)(self, n, resp)
+
+    def _accepted(self):
+        """The server answered a POST with 200 and a JSON error list (empty or not)."""
         self._fails = 0
         self.backoff_ms = 0
         self.last_ok_ms = time.ticks_ms()
         self.batches += 1
-        batch = self._batch
-        seqs = [batch[i][0] for i in range(n)]
-        rejected = {}
-        left = []  # error texts that name no record of the batch
-        for e in errors:  # (each a dict or a str: checked above)
-            text = e if isinstance(e, str) else json.dumps(e)
-            seq = idx = None
-            if isinstance(e, dict):
-                seq = e.get("seq")
-                idx = e.get("index")  # tools/ingest names the position in the batch
-            if not isinstance(seq, int):
-                seq = seqs[idx] if isinstance(idx, int) and 0 <= idx < n else _find_seq(text)
-            if seq in seqs:
-                rejected[seq] = text
-            else:  # names no record of this batch: not counted as sent
-                left.append(text)
-        keep = []  # the records no error names
-        for item in batch[:n]:
-            seq = item[0]
-            if seq in rejected:
-                self._dead_letter(seq, self.message(seq, item[1]), rejected[seq])
-            else:
-                keep.append(item)
-        if 0 < len(left) < len(keep):  # which records the unnamed errors are for is
-            batch[:n] = keep  # unknown: halve to find them
-            self._limit = len(keep) // 2 or 1
-            return done + n - len(keep)
-        for i in range(len(keep)):  # none, or one for each record left: theirs
-            seq, rec, _ = keep[i]
-            if i < len(left):
-                self._dead_letter(seq, self.message(seq, rec), left[i])
-            else:
-                self.sent += 1
-        self._account(n)
-        return done + n
-
-    def _refused(self, n, resp):
-        try:
-            text = "HTTP %d %s" % (resp.status, resp.body[:120].decode())
-        except UnicodeError:
-            text = "HTTP %d" % resp.status
-        if n > 1:
-            self._limit = n // 2  # isolate the refused record
-            self.retries += 1
-            return 0
-        item = self._batch.pop(0)
-        if len(self._suspects) + 1 < _SUSPECTS_MAX:
-            self._suspects.append((item, text))  # the next record alone tells record from
-            self._limit = 1  # server
-            self.retries += 1
-            return 0
-        # that many lone records in a row refused: the server refuses all (read-only,
-        # unknown stream): keep them queued
-        self._batch[:0] = [it for it, _ in self._suspects] + [item]
-        self._suspects = []
-        self._limit = len(self._batch)
-        raise https.HTTPError("status", "server refuses every record (%s)" % text[:60],
-                              resp.status)

@@ -1,9 +1,14 @@
-"""Settings: defaults from ``config.py``, validated overrides from ``config.json``.
+"""Settings: the table of every key (``lib/config.py``), overrides from ``config.json``.
 
-``load()`` never raises: a missing ``config.json`` is normal, and a corrupt file, a
-value of the wrong type or out of range, or an unknown key is logged and the default
-is used for what is bad. ``save()`` replaces the file atomically (temp file, flush,
-rename), so a power cut leaves the old or the new file, never half of one.
+``config.TABLE`` holds each setting once: default, checks and doc (the format is in
+``lib/config.py``); this module holds the code and the rules between two keys. ``load()``
+returns every key of the table, so code reads ``cfg[key]``; ``complete(overrides)`` builds
+such a dict for tests and benchmarks.
+
+``load()`` never raises: a missing ``config.json`` is normal, and a corrupt file, a value
+of the wrong type or out of range, or an unknown key is logged and the default is used for
+what is bad. ``save()`` replaces the file atomically (temp file, flush, rename), so a power
+cut leaves the old or the new file, never half of one.
 
 A board that ran the seed firmware keeps its Wi-Fi: when ``config.json`` has no
 ``wifi_ssid``, ``load()`` reads the seed's NVS namespace ``WIFI`` (blobs ``SSID`` and
@@ -16,90 +21,26 @@ WebREPL helpers (use them at the ``>>>`` prompt; changes apply after a reboot)::
     set_config("sample_interval_s", None)  # back to the default
     write_wifi("my-ssid", "my-password")   # save Wi-Fi, then machine.reset()
 
-Secrets (``SECRETS``) are never printed or put in an exception message: print a
-settings dict only through ``masked()``.
+Secrets (``secret`` in the table) are never printed or put in an exception message: print
+a settings dict only through ``masked()``.
 """
 
 import json
 import os
 
+import config
 from fsutil import exists, write_atomic
 from micropython import const
 
 PATH = "config.json"  # relative: the board's cwd is "/", the simulator's its flash image
-SECRETS = ("wifi_password", "ap_password", "tb_pass", "tb_refresh_token", "tb_client_secret",
-           "webrepl_password", "mqtt_pass")
 _MAX_FILE = const(8192)  # bytes: a bigger config.json is refused (bounded allocation)
 _NVS_BUF = const(96)  # bytes: an SSID is <= 32, a WPA2 passphrase <= 64
 
-# key: (type, low, high). int: the value's range; str: the length range in UTF-8 bytes;
-# bool: no range. Extra rules: _CHOICES, _PREFIXES, _EMPTY_OK, _NO_CHARS.
-RULES = {
-    "wifi_ssid": (str, 0, 32),
-    "wifi_password": (str, 0, 64),
-    "ap_ssid": (str, 0, 32),
-    "ap_password": (str, 8, 63),  # WPA2: the AP is never open
-    "no_wifi_before_ap_s": (int, 5, 86400),
-    "sta_retry_s": (int, 1, 3600),
-    "ntp_host": (str, 1, 253),
-    "ntp_resync_s": (int, 60, 604800),
-    "i2c_id": (int, 0, 1),
-    "i2c_scl": (int, 0, 33),  # GPIO 34..39 are input only
-    "i2c_sda": (int, 0, 33),
-    "i2c_freq": (int, 1000, 400000),
-    "led_pin": (int, -1, 33),
-    "sample_interval_s": (float, 1, 3600),  # float: int or float (the simulator's 1.5 s)
-    "send_interval_s": (float, 1, 86400),
-    "commit_delta": (int, 1, 4096),
-    "tslog_dir": (str, 1, 64),
-    "bucket_size": (int, 8, 65536),
-    "tslog_partition": (str, 0, 16),
-    "cursor_commit_s": (int, 0, 3600),
-    "tb_host": (str, 0, 256),
-    "tb_ca_file": (str, 1, 64),
-    "tb_insecure": (bool, 0, 0),
-    "tb_user": (str, 0, 128),
-    "tb_pass": (str, 0, 128),
-    "tb_refresh_token": (str, 0, 4096),
-    "tb_client_id": (str, 0, 128),
-    "tb_client_secret": (str, 0, 128),
-    "tb_stream": (str, 1, 128),
-    "symbol": (str, 0, 64),
-    "write_mode": (str, 0, 16),
-    "batch_max": (int, 1, 1000),
-    "batch_bytes": (int, 1024, 65536),
-    "backoff_min_ms": (int, 100, 3600000),
-    "backoff_max_ms": (int, 1000, 86400000),
-    "timeout_s": (int, 1, 120),
-    "health_interval_s": (int, 10, 86400),
-    "sensor_fail_reset": (int, 1, 100000),
-    "wdt_timeout_ms": (int, 5000, 3600000),  # or 0: off
-    "upload_stall_ms": (int, 10000, 3600000),
-    "webrepl_password": (str, 4, 9),  # WebREPL accepts 4..9 characters
-    "sd_mount": (str, 0, 32),
-    "mqtt_host": (str, 0, 256),
-    "mqtt_ca_file": (str, 1, 64),
-    "mqtt_insecure": (bool, 0, 0),
-    "mqtt_user": (str, 0, 128),
-    "mqtt_pass": (str, 0, 128),
-    "mqtt_topic": (str, 1, 128),
-    "mqtt_batch_bytes": (int, 1024, 16384),
-}
-_CHOICES = {"write_mode": ("APPEND", "INSERT", "REWRITE", "TRUNCATE", "")}
-_PREFIXES = {"tb_host": ("https://", "http://"), "sd_mount": ("/",),
-             "mqtt_host": ("mqtts://", "mqtt://")}
-# "" allowed despite the rule
-_EMPTY_OK = ("webrepl_password", "tb_host", "sd_mount", "mqtt_host")
-_ZERO_OK = ("wdt_timeout_ms",)  # 0 allowed despite the rule
-_NO_CHARS = {"tb_stream": "/?#% ", "tslog_dir": " ", "tb_ca_file": " ", "mqtt_ca_file": " ",
-             "mqtt_topic": "+# ", "mqtt_host": "?#@ "}  # go into URLs/paths/topics
 # (key, key): must differ (pins) / first <= second (backoff) / a plain http:// host only
 # with the insecure opt-out (the password and tokens would cross the network readable)
 _DIFFERENT = (("i2c_scl", "i2c_sda"), ("led_pin", "i2c_scl"), ("led_pin", "i2c_sda"))
 _ORDERED = (("backoff_min_ms", "backoff_max_ms"),)
 _CLEAR_TEXT = (("tb_host", "tb_insecure"), ("mqtt_host", "mqtt_insecure"))
-
-_TYPE_NAMES = {str: "str", int: "int", bool: "bool", float: "number"}
 
 
 def _same(a, b):
@@ -130,75 +71,90 @@ def _conflicts(cfg):
                 yield a, b, why % (a, b)
 
 
-def _defaults():
-    import config  # firmware/config.py: "/" on the board
-
-    return config.DEFAULTS
+def _default(entry):
+    return entry[0] if type(entry) is tuple else entry
 
 
-def _type_name(value):
-    return _TYPE_NAMES.get(type(value)) or type(value).__name__
+def _flags(entry):
+    return entry[3] if type(entry) is tuple and len(entry) > 3 else ""
 
 
-def _check(key, value, defaults):
-    """``value`` if valid for ``key``, else ValueError naming the key (never a secret)."""
-    rule = RULES.get(key)
-    if rule is None:
-        if defaults is None or key not in defaults:
-            raise ValueError("unknown setting %r" % key)
-        rule = (type(defaults[key]), None, None)  # a key added to config.py without a rule
-    want, lo, hi = rule
-    if type(value) is not want and not (want is float and type(value) is int):
+def secret(key):
+    """True if ``key``'s value must never be shown."""
+    return "secret" in _flags(config.TABLE.get(key))
+
+
+def _check(key, value, entry):
+    """``value`` if valid for ``key`` (its table ``entry``, None if unknown), else
+    ValueError naming the key (never showing a secret)."""
+    if entry is None:
+        raise ValueError("unknown setting %r" % key)
+    want = type(_default(entry))
+    flags = _flags(entry)
+    if type(value) is not want and not ("fraction" in flags and type(value) is float):
         # exact: a bool is not an int here, a float not an int
         raise ValueError("%s: expected %s, got %s" % (
-            key, _TYPE_NAMES.get(want) or want.__name__, _type_name(value)))
-    shown = "***" if key in SECRETS else repr(value)
-    if want in (int, float) and lo is not None and hi is not None and not lo <= value <= hi:
-        if not (key in _ZERO_OK and value == 0):
-            raise ValueError("%s: must be %s..%s, got %s" % (key, lo, hi, shown))
-    elif want is str:
-        _check_str(key, value, lo, hi, shown)
+            key, "number" if "fraction" in flags else want.__name__, type(value).__name__))
+    if type(entry) is not tuple:
+        return value
+    shown = "***" if "secret" in flags else repr(value)
+    if want is str:
+        _check_str(key, value, entry, flags, shown)
+    elif not entry[1] <= value <= entry[2] and not ("zero-ok" in flags and value == 0):
+        raise ValueError("%s: must be %s..%s, got %s" % (key, entry[1], entry[2], shown))
     return value
 
 
-def _check_str(key, text, lo, hi, shown):
-    if text == "" and key in _EMPTY_OK:
+def _check_str(key, text, entry, flags, shown):
+    if text == "" and "empty-ok" in flags:
         return
     n = len(text.encode())
-    if lo is not None and hi is not None and not lo <= n <= hi:
-        got = "" if key in SECRETS else ", got %d" % n  # a secret's length is not shown
-        raise ValueError("%s: length must be %d..%d bytes%s" % (key, lo, hi, got))
-    choices = _CHOICES.get(key)
-    if choices is not None and text not in choices:
-        raise ValueError("%s: must be one of %s, got %s" % (key, "|".join(choices), shown))
-    prefixes = _PREFIXES.get(key)
-    if prefixes is not None:
-        for p in prefixes:
-            if text.startswith(p) and len(text) > len(p):
-                break
-        else:
-            raise ValueError("%s: must start with %s, got %s" % (
-                key, " or ".join(prefixes), shown))
-    for c in _NO_CHARS.get(key, ""):
-        if c in text:
-            raise ValueError("%s: must not contain %r, got %s" % (key, c, shown))
+    if not entry[1] <= n <= entry[2]:
+        got = "" if "secret" in flags else ", got %d" % n  # a secret's length is not shown
+        raise ValueError("%s: length must be %d..%d bytes%s" % (key, entry[1], entry[2], got))
+    for extra in entry[4:]:
+        if type(extra) is str:  # characters it must not contain
+            for c in extra:
+                if c in text:
+                    raise ValueError("%s: must not contain %r, got %s" % (key, c, shown))
+        elif "one-of" in flags:
+            if text not in extra:
+                raise ValueError("%s: must be one of %s, got %s" % (
+                    key, "|".join(extra), shown))
+        else:  # prefixes
+            for p in extra:
+                if text.startswith(p) and len(text) > len(p):
+                    break
+            else:
+                raise ValueError("%s: must start with %s, got %s" % (
+                    key, " or ".join(extra), shown))
 
 
 def validate(key, value):
     """Return ``value`` if it is valid for ``key``; ValueError with a message naming the key
     (and never showing a secret) otherwise."""
-    try:
-        defaults = _defaults()
-    except ImportError:
-        defaults = None
-    return _check(key, value, defaults)
+    return _check(key, value, config.TABLE.get(key))
+
+
+def complete(overrides=None):
+    """Every key: the defaults updated with ``overrides``, each checked as ``set_config``
+    does (ValueError naming the key for an unknown key, a bad value or a broken rule between
+    two keys). For tests and benchmarks: the dict ``load()`` gives a board with these
+    overrides in its config.json."""
+    cfg = config.DEFAULTS  # a new dict
+    overrides = overrides or {}
+    for key in overrides:
+        cfg[key] = validate(key, overrides[key])
+    for conflict in _conflicts(cfg):
+        raise ValueError(conflict[2])
+    return cfg
 
 
 def masked(cfg):
     """A copy of ``cfg`` with secrets replaced by "***" ("" when not set)."""
     out = dict(cfg)
-    for k in SECRETS:
-        if k in out:
+    for k in out:
+        if "secret" in _flags(config.TABLE.get(k)):
             out[k] = "***" if out[k] else ""
     return out
 
@@ -359,8 +315,8 @@ def _read_nvs_wifi(log):
     if not ssid:
         return None
     try:
-        _check("wifi_ssid", ssid, None)
-        _check("wifi_password", password, None)
+        validate("wifi_ssid", ssid)
+        validate("wifi_password", password)
     except ValueError as e:
         log("settings: seed NVS Wi-Fi credentials not used: %s" % e)
         return None
@@ -368,18 +324,14 @@ def _read_nvs_wifi(log):
 
 
 def load(path=PATH, defaults=None, log=print, nvs=True):
-    """Settings dict: ``defaults`` (``config.DEFAULTS`` when None) updated with the valid
-    overrides in ``path``. Never raises; every problem is logged (without secrets).
+    """Settings dict: every key of the table (of ``defaults``, a dict of defaults, when
+    given), updated with the valid overrides in ``path``. Never raises; every problem is
+    logged (without secrets).
 
     ``nvs``: migrate the seed's Wi-Fi credentials from NVS when no SSID is configured.
     """
-    if defaults is None:
-        try:
-            defaults = _defaults()
-        except Exception as e:  # a missing or broken config.py must not stop the boot
-            log("settings: config.py: cannot import DEFAULTS (%s)" % e.__class__.__name__)
-            defaults = {}
-    cfg = dict(defaults)
+    base = config.TABLE if defaults is None else defaults  # key: entry (or default)
+    cfg = config.DEFAULTS if defaults is None else dict(defaults)  # a new dict
     try:
         raw, err = _read(path)
         if raw is None and err is None and exists(path + ".tmp"):
@@ -395,15 +347,15 @@ def load(path=PATH, defaults=None, log=print, nvs=True):
         raw = raw or {}
         for key in raw:
             try:
-                cfg[key] = _check(key, raw[key], defaults)
+                cfg[key] = _check(key, raw[key], config.TABLE.get(key, base.get(key)))
             except ValueError as e:
                 log("settings: %s: %s; using the default" % (path, e))
         for a, b, why in _conflicts(cfg):
             log("settings: %s: %s; using the defaults" % (path, why))
             for k in (a, b):  # undo the overrides that caused the conflict
                 if k in raw:
-                    if k in defaults:
-                        cfg[k] = defaults[k]
+                    if k in base:
+                        cfg[k] = _default(base[k])
                     else:
                         cfg.pop(k)
         if nvs and not cfg.get("wifi_ssid") and "wifi_ssid" not in raw:
@@ -421,7 +373,7 @@ def load(path=PATH, defaults=None, log=print, nvs=True):
                     log("settings: %s: cannot save the migrated Wi-Fi (%s)" % (path, e))
     except Exception as e:  # never let a settings problem stop the boot
         log("settings: %s: unexpected %s; using the defaults" % (path, e.__class__.__name__))
-        return dict(defaults)
+        return config.DEFAULTS if defaults is None else dict(defaults)
     return cfg
 
 
@@ -442,21 +394,18 @@ def set_config(key, value, path=None):
     ``tb_host`` http:// without ``tb_insecure``) is refused, naming both keys."""
     path = path or PATH
     if value is None:
-        if key not in RULES and key not in _defaults():
+        if key not in config.TABLE:
             raise ValueError("unknown setting %r" % key)
         shown = "(default)"
     else:
         value = validate(key, value)
-        shown = masked({key: value})[key] if key in SECRETS else repr(value)
+        shown = masked({key: value})[key] if secret(key) else repr(value)
     over = _overrides(path)
     if value is None:
         over.pop(key, None)
     else:
         over[key] = value
-    try:
-        merged = dict(_defaults())
-    except ImportError:
-        merged = {}
+    merged = config.DEFAULTS
     merged.update(over)
     for a, b, why in _conflicts(merged):
         if key in (a, b):

@@ -273,7 +273,8 @@ class TSLog:
 
     def _seed(self, tag, seqn):
         b = self._seedbuf
-        struct.pack_into("<II", b, 0, tag, seqn)
+        # masked: a stray file's name may be any number (hostile input, not a crash)
+        struct.pack_into("<II", b, 0, tag & 0xFFFFFFFF, seqn & 0xFFFFFFFF)
         return binascii.crc32(b)
 
     def _read_frame(self, h, tag, off, seqn, buf):

@@ -53,9 +53,15 @@ class DirStore:
         return self.folder + "/" + name
 
     def _names(self):
-        """File names as bytes: a damaged FAT directory may hold names that are not
-        valid UTF-8, which must not make the listing raise."""
-        return os.listdir(self.folder.encode())
+        """The folder's file names as bytes, one at a time (``os.ilistdir`` where there is
+        one: a week of buckets listed at once would take KBs of heap); bytes because a
+        damaged FAT directory may hold names that are not valid UTF-8."""
+        d = self.folder.encode()
+        if not hasattr(os, "ilistdir"):  # CPython
+            yield from os.listdir(d)
+            return
+        for e in os.ilistdir(d):
+            yield e[0]
 
     def _mkdirs(self):
         cur = "/" if self.folder.startswith("/") else ""
@@ -68,7 +74,7 @@ class DirStore:
 
     def _remove_all(self):
         if _exists(self.folder):
-            for name in self._names():
+            for name in list(self._names()):  # (not while listing)
                 os.remove(self.folder.encode() + b"/" + name)
 
     def check_meta(self, want, recreate):

@@ -18,15 +18,10 @@ import uploader
 def build(a, log=print):
     """Set up the uplinks ``a.cfg`` asks for on ``app.App`` ``a`` (into ``a.up``)."""
     cfg = a.cfg
-
-    def c(key, default=None):
-        v = cfg.get(key)
-        return default if v is None else v
-
     boot16 = a.up.boot16
-    _timebase(a, c, boot16, log)
-    _mqtt(a, c, boot16, log)
-    _archive(a, c, boot16, log)
+    _timebase(a, cfg, boot16, log)
+    _mqtt(a, cfg, boot16, log)
+    _archive(a, cfg, boot16, log)
     # The REPL's helpers (console.status() etc.) see the live objects. Not imported
     # here: console picks these up when a person imports it, so its code (~9 KB of
     # heap) is loaded only then.
@@ -37,17 +32,17 @@ def build(a, log=print):
     mod = sys.modules.get("console")
     if mod is not None:  # imported before this set-up (a REPL session, tests)
         mod.attach(**app.console_parts)
-    if c("webrepl_password"):
+    if cfg["webrepl_password"]:
         try:
             import webrepl
-            webrepl.start(password=c("webrepl_password"))
+            webrepl.start(password=cfg["webrepl_password"])
         except Exception as e:  # noqa: BLE001 - the loop runs without WebREPL
             log("app: WebREPL not started: %s" % e)
 
 
-def _timebase(a, c, boot16, log):
+def _timebase(a, cfg, boot16, log):
     """The TimeBase uplink (reader 0) and its health records."""
-    host = c("tb_host", "")
+    host = cfg["tb_host"]
     if not host:
         log("app: tb_host not set: samples are kept on flash, nothing is uploaded")
         return
@@ -57,23 +52,23 @@ def _timebase(a, c, boot16, log):
         import https
         import oauth
         import sender
-        client = https.Client(host, ca_file=c("tb_ca_file") or None,
-                              insecure=bool(c("tb_insecure", False)),
-                              timeout_s=c("timeout_s", 10), log=log)
-        auth = oauth.OAuth(client, c("tb_user") or None, c("tb_pass") or None,
-                           refresh_token=c("tb_refresh_token") or None,
-                           client_id=c("tb_client_id", "web"),
-                           client_secret=c("tb_client_secret", "secret"), log=log)
-        stream = c("tb_stream", "weather-data")
-        mode = c("write_mode", "APPEND")
+        client = https.Client(host, ca_file=cfg["tb_ca_file"],
+                              insecure=cfg["tb_insecure"],
+                              timeout_s=cfg["timeout_s"], log=log)
+        auth = oauth.OAuth(client, cfg["tb_user"] or None, cfg["tb_pass"] or None,
+                           refresh_token=cfg["tb_refresh_token"] or None,
+                           client_id=cfg["tb_client_id"],
+                           client_secret=cfg["tb_client_secret"], log=log)
+        stream = cfg["tb_stream"]
+        mode = cfg["write_mode"]
         up.sender = sender.Sender(
             uploader.LockedReader(a.queue.reader(0), a.lock), client, auth, stream, a.symbol,
-            write_mode=mode, batch_max=c("batch_max", 50), batch_bytes=c("batch_bytes", 16384),
+            write_mode=mode, batch_max=cfg["batch_max"], batch_bytes=cfg["batch_bytes"],
             dead_letter=sender.DeadLetterLog("data/dead.log"),
-            backoff_min_ms=c("backoff_min_ms", 1000), backoff_max_ms=c("backoff_max_ms", 300000),
-            boot=boot16, cursor_commit_ms=int(c("cursor_commit_s", 60) * 1000), log=log)
+            backoff_min_ms=cfg["backoff_min_ms"], backoff_max_ms=cfg["backoff_max_ms"],
+            boot=boot16, cursor_commit_ms=int(cfg["cursor_commit_s"] * 1000), log=log)
         up.health = health.Health(client, auth, stream, a.symbol,
-                                  int(c("health_interval_s", 300) * 1000), a.stats, a.clock,
+                                  int(cfg["health_interval_s"] * 1000), a.stats, a.clock,
                                   write_mode=mode, log=log)
     except Exception as e:  # noqa: BLE001 - e.g. CA file missing: keep logging
         up.sender = up.health = None
@@ -83,32 +78,32 @@ def _timebase(a, c, boot16, log):
         log("app: uploader disabled: %s" % e)
 
 
-def _mqtt(a, c, boot16, log):
+def _mqtt(a, cfg, boot16, log):
     """The fleet uplink (lib/mqtt_uplink.py, reader 2), loaded only when ``mqtt_host`` is
     set; health records go out on it too."""
-    url = c("mqtt_host", "")
+    url = cfg["mqtt_host"]
     if not url:
         return
     try:
         import mqtt_uplink
         q = a.queue
-        idle = [q.reader(n) for n, key in ((0, "tb_host"), (1, "sd_mount")) if not c(key, "")]
+        idle = [q.reader(n) for n, key in ((0, "tb_host"), (1, "sd_mount")) if not cfg[key]]
         a.up.mqtt = mqtt_uplink.MqttUplink(
             uploader.LockedReader(q.reader(2), a.lock, idle), a.symbol, url,
-            ca_file=c("mqtt_ca_file") or None, insecure=bool(c("mqtt_insecure", False)),
-            user=c("mqtt_user"), password=c("mqtt_pass"),
-            topic=c("mqtt_topic", "weather/{symbol}"), batch_bytes=c("mqtt_batch_bytes", 4096),
-            timeout_s=c("timeout_s", 10), backoff_min_ms=c("backoff_min_ms", 1000),
-            backoff_max_ms=c("backoff_max_ms", 300000), boot=boot16,
-            health_ms=int(c("health_interval_s", 300) * 1000), health=a.health_message, log=log)
+            ca_file=cfg["mqtt_ca_file"], insecure=cfg["mqtt_insecure"],
+            user=cfg["mqtt_user"] or None, password=cfg["mqtt_pass"] or None,
+            topic=cfg["mqtt_topic"], batch_bytes=cfg["mqtt_batch_bytes"],
+            timeout_s=cfg["timeout_s"], backoff_min_ms=cfg["backoff_min_ms"],
+            backoff_max_ms=cfg["backoff_max_ms"], boot=boot16,
+            health_ms=int(cfg["health_interval_s"] * 1000), health=a.health_message, log=log)
     except Exception as e:  # noqa: BLE001 - e.g. CA file missing: keep logging
         a.up.mqtt = None
         sys.modules.pop("mqtt_uplink", None)
         log("app: MQTT uplink disabled: %s" % e)
 
 
-def _archive(a, c, boot16, log):
-    mount = c("sd_mount", "")
+def _archive(a, cfg, boot16, log):
+    mount = cfg["sd_mount"]
     if not mount:
         return
     try:

@@ -95,18 +95,33 @@ class Uploader:
         self.restarts = 0
         self.error = None
         self._epoch = None  # from clock.on_set, applied before the next step
+        self._tell = True  # the uplinks are told the boots' epochs at the first step
         clock.on_set = self.on_clock_set
 
     def on_clock_set(self, boot_epoch_ms):
         self._epoch = boot_epoch_ms
+        self._tell = True
 
     def _apply_epoch(self):
-        ep = self._epoch
-        if ep is not None:
-            self._epoch = None
-            for up in (self.sender, self.archive, self.mqtt):
-                if up is not None:
-                    up.set_boot_epoch(self.boot16, ep)
+        """Tell the uplinks every boot epoch known (``clock.epochs``: kept across boots,
+        with the estimates for boots that never learned the time), this boot's last: an
+        uplink holds the records without a time until this boot's epoch is known."""
+        if not self._tell:
+            return
+        self._tell = False
+        ep, self._epoch = self._epoch, None
+        book = self.clock.epochs
+        if book is not None:
+            if ep is not None:
+                book.learned(self.boot16, ep)
+            known, estimated = book.epochs, book.estimated
+        else:
+            known, estimated = ({self.boot16: ep} if ep is not None else {}), ()
+        boots = sorted(known, key=lambda b: b == self.boot16)
+        for up in (self.sender, self.archive, self.mqtt):
+            if up is not None:
+                for b in boots:
+                    up.set_boot_epoch(b, known[b], b in estimated)
 
     def step(self):
         """One pass: the clock, then each uplink once; True if there is more to send."""

@@ -12,12 +12,12 @@ check runs in a dry run too, so a dry run that succeeds is what a real one would
 deploy: ``make build`` (``mpy-cross -march=xtensawin`` of ``lib/*.py``), then with
 ``mpremote``: make ``/lib`` and remove stale files that would shadow the new modules
 (``/<mod>.py`` left by the seed firmware, which comes first on ``sys.path``, and
-``/lib/<mod>.py``, which MicroPython prefers over ``/lib/<mod>.mpy``); copy
-``build/lib/*.mpy`` to ``/lib``; copy ``firmware/*.py`` (``boot.py``, ``main.py``,
-``config.py``) to ``/`` as source; copy ``config.json`` (checked here with
-``lib/settings.py`` first; warnings for a ``symbol`` in the old default's shape, which
-other boards share, and for ``tb_insecure``) and the CA certificate (named as the
-config's ``tb_ca_file``);
+``/lib/<mod>.py``, which MicroPython prefers over ``/lib/<mod>.mpy``; also the
+``/config.py`` of earlier firmware, now ``/lib/config.mpy``); copy ``build/lib/*.mpy`` to
+``/lib``; copy ``firmware/*.py`` (``boot.py``, ``main.py``) to ``/`` as source; copy
+``config.json`` (checked here with ``lib/settings.py`` first; warnings for a ``symbol`` in
+the old default's shape, which other boards share, and for ``tb_insecure``) and the CA
+certificate (named as the config's ``tb_ca_file``);
 then a hard reset (``mpremote reset``), because a soft reset from mpremote's raw REPL
 runs boot.py but not main.py. ``mpremote fs cp`` skips files that are already identical.
 Only the first mpremote connection soft-resets the board; the others ``resume``.
@@ -37,7 +37,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tools import partitions
+from tools import partitions, settings_doc
 
 ROOT = Path(__file__).resolve().parent.parent
 ESP32_IMAGE_MAGIC = 0xE9  # first byte of an ESP32 app/bootloader image
@@ -78,31 +78,43 @@ def _need_port(port, target):
             % target)
 
 
-def _check_config(path, defaults):
-    """The overrides in ``path``, checked with lib/settings.py; DeployError if any is bad."""
-    import importlib.util
-
-    # lib/settings.py imports ``micropython`` (a fake here) and lib/fsutil.py
-    for extra in (str(ROOT / "host_tests" / "fakes"), str(ROOT / "lib")):
-        if extra not in sys.path:
-            sys.path.append(extra)
-    spec = importlib.util.spec_from_file_location("board_settings", ROOT / "lib" / "settings.py")
-    assert spec is not None and spec.loader is not None
-    settings = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(settings)
+def _check_config(path, settings):
+    """The settings a board would have with the overrides in ``path``, checked with the
+    board's lib/settings.py; DeployError if any override is bad."""
     errors = []
-    cfg = settings.load(str(path), defaults=defaults, log=errors.append, nvs=False)
+    cfg = settings.load(str(path), log=errors.append, nvs=False)
     if errors:
         raise DeployError("CONFIG %s has errors (the board would use the defaults for "
                           "these):\n  %s" % (path, "\n  ".join(errors)))
     return cfg
 
 
-def _defaults(root):
-    ns = {}
-    src = Path(root) / "firmware" / "config.py"
-    exec(compile(src.read_text(), str(src), "exec"), ns)  # a plain dict literal
-    return ns["DEFAULTS"]
+def _warn(cfg, ca, mqtt_ca):
+    """Warnings (stderr) for a config the board accepts but its user may not mean."""
+    ca_name, mqtt_ca_name = cfg["tb_ca_file"], cfg["mqtt_ca_file"]
+    if cfg["mqtt_host"].startswith("mqtts://") and not cfg["mqtt_insecure"] and not mqtt_ca \
+            and not (ca and mqtt_ca_name == ca_name):
+        print("warning: no MQTT_CA given: the board must already have /%s for %s" % (
+            mqtt_ca_name, cfg["mqtt_host"]), file=sys.stderr)
+    if cfg["tb_host"].startswith("https://") and not cfg["tb_insecure"] and not ca:
+        print("warning: no CA given: the board must already have /%s for %s" % (
+            ca_name, cfg["tb_host"]), file=sys.stderr)
+    symbol = cfg["symbol"]
+    if OLD_DEFAULT_SYMBOL.fullmatch(symbol):
+        print("warning: symbol %r looks like the old default (\"esp\" + the first 4 hex "
+              "digits of the MAC, which are the vendor's and the same on its other "
+              "boards): the server cannot tell this board's records from theirs; give "
+              "each board its own symbol, or remove the key to get the new default "
+              "(\"esp\" + the whole MAC)" % symbol, file=sys.stderr)
+    if cfg["tb_insecure"]:
+        print("warning: tb_insecure is true: %s" % (
+            "plain http://, the password and tokens cross the network unencrypted"
+            if cfg["tb_host"].startswith("http://")
+            else "the server's TLS certificate is not checked"), file=sys.stderr)
+    if not cfg["webrepl_password"]:
+        print("warning: no webrepl_password in CONFIG: WebREPL will not start, so the "
+              "setup access point cannot be used to reconfigure the board",
+              file=sys.stderr)
 
 
 def deploy_plan(port, config=None, ca=None, root=ROOT, bin_dir=None, make="make",
@@ -116,46 +128,21 @@ def deploy_plan(port, config=None, ca=None, root=ROOT, bin_dir=None, make="make"
     if not mods:
         raise DeployError("no modules in %s/lib" % root)
     fw = sorted((root / "firmware").glob("*.py"))
-    for name in ("boot.py", "main.py", "config.py"):
+    for name in ("boot.py", "main.py"):
         if not (root / "firmware" / name).is_file():
             raise DeployError("firmware/%s is missing" % name)
     files = [("build/lib/%s.mpy" % m, ":lib/%s.mpy" % m) for m in mods]
     files += [("firmware/" + p.name, ":" + p.name) for p in fw]
-    defaults = _defaults(root)
-    ca_name = defaults.get("tb_ca_file", "ca.der")
-    mqtt_ca_name = defaults.get("mqtt_ca_file", "ca.der")
+    settings = settings_doc.board_settings(root)
+    cfg = settings.complete()  # the defaults
     extra = []
     if config:
         if not Path(config).is_file():
             raise DeployError("CONFIG file not found: %s" % config)
-        cfg = _check_config(config, defaults)
-        ca_name = cfg.get("tb_ca_file", ca_name)
-        mqtt_ca_name = cfg.get("mqtt_ca_file", mqtt_ca_name)
+        cfg = _check_config(config, settings)
         extra.append((str(config), ":config.json"))
-        if str(cfg.get("mqtt_host", "")).startswith("mqtts://") and not cfg.get(
-                "mqtt_insecure") and not mqtt_ca and not (ca and mqtt_ca_name == ca_name):
-            print("warning: no MQTT_CA given: the board must already have /%s for %s" % (
-                mqtt_ca_name, cfg["mqtt_host"]), file=sys.stderr)
-        if str(cfg.get("tb_host", "")).startswith("https://") and not cfg.get(
-                "tb_insecure") and not ca:
-            print("warning: no CA given: the board must already have /%s for %s" % (
-                ca_name, cfg["tb_host"]), file=sys.stderr)
-        symbol = cfg.get("symbol", "")
-        if OLD_DEFAULT_SYMBOL.fullmatch(symbol):
-            print("warning: symbol %r looks like the old default (\"esp\" + the first 4 hex "
-                  "digits of the MAC, which are the vendor's and the same on its other "
-                  "boards): the server cannot tell this board's records from theirs; give "
-                  "each board its own symbol, or remove the key to get the new default "
-                  "(\"esp\" + the whole MAC)" % symbol, file=sys.stderr)
-        if cfg.get("tb_insecure"):
-            print("warning: tb_insecure is true: %s" % (
-                "plain http://, the password and tokens cross the network unencrypted"
-                if str(cfg.get("tb_host", "")).startswith("http://")
-                else "the server's TLS certificate is not checked"), file=sys.stderr)
-        if not cfg.get("webrepl_password"):
-            print("warning: no webrepl_password in CONFIG: WebREPL will not start, so the "
-                  "setup access point cannot be used to reconfigure the board",
-                  file=sys.stderr)
+        _warn(cfg, ca, mqtt_ca)
+    ca_name, mqtt_ca_name = cfg["tb_ca_file"], cfg["mqtt_ca_file"]
     if ca:
         if not Path(ca).is_file():
             raise DeployError("CA file not found: %s" % ca)

@@ -19,6 +19,9 @@ WEATHER_RECORD = {
     "bmp180_altitude": "FLOAT?",
     "mem_used": "INTEGER",
     "mem_free": "INTEGER",
+    # true on a record of a boot that never learned the time: its timestamp is an
+    # estimate (docs/firmware.md "Time"); absent (null) on every other record
+    "time_estimated": "BOOLEAN?",
 }
 
 # The firmware's health records (lib/health.py FIELDS), a second class of the same stream.

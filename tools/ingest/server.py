@@ -769,10 +769,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             srv.tokens.rotate_key()
             return self._send(200, {"rotated": True})
         if parts == ["restart"]:
+            # Reply once the store is open again: a client that reconnects on the reply
+            # must not meet the 503 a write gets while the store is closed.
             self.close_connection = True
-            self._send(200, {"restarting": True})
             srv.restart(keep=self.request)
-            return
+            return self._send(200, {"restarting": True})
         if parts == ["shutdown"]:
             self.close_connection = True
             self._send(200, {"stopping": True})

@@ -211,9 +211,9 @@ def stop_firmware():
 
 
 def _led():
-    p = machine.pwms.get(CONF.get("led_pin", 2))
+    p = machine.pwms.get(CONF["led_pin"])
     if p is None:
-        pin = machine.pins.get(CONF.get("led_pin", 2))
+        pin = machine.pins.get(CONF["led_pin"])
         return "on" if pin is not None and pin.value() else "off"
     d = p.duty_u16()
     if d == 0:
@@ -390,11 +390,11 @@ def pending_queue(cfg_dir, part):
             if part is not None:
                 where = esp32.Partition.find(esp32.Partition.TYPE_DATA, label="tslog")[0]
             if hasattr(record, "open_queue"):  # the firmware's own queue set-up
-                log = record.open_queue(where, bucket_size=CONF.get("bucket_size", 1024))
+                log = record.open_queue(where, bucket_size=CONF["bucket_size"])
             else:
                 size = getattr(record, "QUEUE_RECORD_SIZE", None) or record.SIZE
                 log = tslog.TSLog(where, record_size=size,
-                                  bucket_size=CONF.get("bucket_size", 1024))
+                                  bucket_size=CONF["bucket_size"])
         if hasattr(log, "usage"):
             out["usage"] = list(log.usage())
         r = tslog.TSReader(log, 0)
@@ -448,7 +448,7 @@ def finish(w, part):
                 print("sim: app.%s(): %r" % (name, e))
             break
     st = status(w, "final")
-    st["queue"] = pending_queue(CONF.get("tslog_dir", "data/q"), part)
+    st["queue"] = pending_queue(CONF["tslog_dir"], part)
     st["clock"] = time.stats
     emit(st)
     emit({"ev": "end", "v": time.sim_elapsed_ms()})
