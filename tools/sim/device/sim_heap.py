@@ -68,10 +68,13 @@ def hand_over():
 
 
 def after_boot():
-    """Say how much heap boot.py left the firmware (nothing without ``SIM_FIRMWARE_HEAP``)."""
+    """Say how much heap boot.py left the firmware and the names it interned (nothing
+    without ``SIM_FIRMWARE_HEAP``)."""
     if _held[1] is not None:
         gc.collect()
         print("sim: after boot.py the firmware has %d B of heap free" % gc.mem_free())
+        print("sim: names in RAM after boot.py: ", end="")  # all the firmware's, so far
+        micropython.qstr_info()
 
 
 def tidy():
