@@ -48,6 +48,10 @@ def test_thirty_minutes_on_the_32_bit_build_with_a_stock_esp32_heap():
     got = [int(x.split()[4]) for x in console.splitlines()
            if x.startswith("sim: the firmware gets ")]  # one line a boot
     assert got and all(0 <= n - MP32_FIRMWARE_HEAP < 64 for n in got), (got, text)
+    # The simulator's names are frozen in (tools/mp32_manifest.py): none is in RAM when
+    # boot.py starts, as on a board, so the firmware's names fill the RAM pools a board's do.
+    names = [x for x in console.splitlines() if x.startswith("sim: names in RAM before ")]
+    assert len(names) == len(got) and all(" n_qstr=0," in x for x in names), (names, text)
     s = summary(p.stdout)
     assert sum(n for k, n in s.items() if k != "slots") == s["slots"], (s, text)
     assert s["lost"] == 0 and s["missed"] == 0 and s["sensor-failed"] == 0, (s, text)

@@ -10,6 +10,8 @@ World set-up (not part of the board's API):
   (``I2C(bus_id, ...)`` and ``SoftI2C`` both use it; SoftI2C's id is "soft").
 - ``set_reset_cause(cause)``, ``rtc_memory`` persists across ``reset()``.
 - ``pins`` / ``pwms``: every Pin and PWM created, by pin number.
+- ``keep_history``: Pin and PWM record their changes (``history``) for tests; the
+  simulator sets it False, as a board keeps no such record in its heap.
 """
 
 import time
@@ -37,6 +39,7 @@ class Reset(BaseException):
         self.cause = cause
 
 
+keep_history = True
 _state = {"reset_cause": PWRON_RESET, "freq": 160_000_000}
 _uid = [b"\x24\x6f\x28\xa1\xb2\xc3"]
 
@@ -250,7 +253,7 @@ class Pin:
         self.id = id
         self.mode = mode
         self._value = 0 if value is None else int(bool(value))
-        self.history = [(time.ticks_ms(), self._value)]
+        self.history = [(time.ticks_ms(), self._value)] if keep_history else []
         pins[id] = self
 
     def init(self, mode=-1, pull=-1, *, value=None):
@@ -264,6 +267,8 @@ class Pin:
         v = int(bool(v))
         if v != self._value:
             self._value = v
+            if not keep_history:
+                return
             self.history.append((time.ticks_ms(), v))
             if len(self.history) > 2000:
                 del self.history[:1000]
@@ -297,6 +302,8 @@ class PWM:
         self._record()
 
     def _record(self):
+        if not keep_history:
+            return
         self.history.append((time.ticks_ms(), self._freq, self._duty_u16))
         if len(self.history) > 4000:
             del self.history[:2000]

@@ -28,6 +28,9 @@ Behaviour follows ``ports/esp32/network_wlan.c`` (MicroPython 1.23+):
 - A lost link is noticed after ``world.beacon_timeout_ms`` (reason 200); sockets
   stop working at once: ``world.online()`` is what the simulator gates them on.
 
+``world.events`` records what happened for tests (not with ``keep_events`` False: the
+simulator's setting, as a board keeps no such record in its heap).
+
 World time is ``time.ticks_ms()`` of this module's ``time`` global, made
 non-wrapping; a test or the simulator can rebind ``network.time`` to a virtual
 clock.  Everything scheduled is in world ms/seconds since ``world.reset()``.
@@ -66,6 +69,7 @@ _NO_IP = ("0.0.0.0", "0.0.0.0", "0.0.0.0", "0.0.0.0")
 _AP_IP = ("192.168.4.1", "255.255.255.0", "192.168.4.1", "0.0.0.0")
 
 _hostname = ["espressif"]
+keep_events = True
 
 
 def hostname(name=None):
@@ -163,6 +167,8 @@ class World:
         return self._now
 
     def _event(self, t, text):
+        if not keep_events:
+            return
         self.events.append((t, text))
         if len(self.events) > 500:
             del self.events[:250]

@@ -25,6 +25,7 @@ bundled server's token expiry; between boots it holds the clock itself.
 
 import argparse
 import collections
+import hashlib
 import json
 import os
 import random
@@ -61,15 +62,48 @@ MP32_FIRMWARE_HEAP = 110000  # bytes
 MP32_SIM_HEAP = 256 * 1024
 
 
+# --mp32: the board-side modules frozen into the 32-bit build by tools/mp32_manifest.py
+# (every .py below these), as tools/build_mp32.sh lists them in FROZEN beside the binary.
+FROZEN_SOURCES = ("tools/mp32_manifest.py", "tools/sim/mp", "tools/sim/device",
+                  "host_tests/fakes")
+
+
+def frozen_changes(binary):
+    """Why the board-side modules frozen into the 32-bit build ``binary`` are not the ones
+    in the tree (a text), or None when they are: it compares the ``FROZEN`` list beside
+    the binary (sha256sum lines, written by tools/build_mp32.sh) with the files now."""
+    try:
+        with open(os.path.join(os.path.dirname(binary), "FROZEN")) as f:
+            built = dict(reversed(line.split(None, 1)) for line in f.read().splitlines())
+    except (OSError, ValueError):
+        return "no FROZEN list beside it: built before they were frozen in"
+    now = {}
+    for d in FROZEN_SOURCES:
+        for p in [ROOT / d] if d.endswith(".py") else (ROOT / d).rglob("*.py"):
+            if "__pycache__" not in p.parts:
+                now[p.relative_to(ROOT).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+    changed = sorted(k for k in set(built) | set(now) if built.get(k) != now.get(k))
+    if not changed:
+        return None
+    return "%s changed since it was built" % ", ".join(changed[:4] + ["..."][:len(changed) - 4])
+
+
 def micropython_binary(mp32=False):
-    """The unix-port binary that runs the board: with ``mp32`` the 32-bit build, else the
-    venv's (or the one on PATH)."""
+    """The unix-port binary that runs the board: with ``mp32`` the 32-bit build with the
+    simulator's board side frozen in, else the venv's (or the one on PATH)."""
     if mp32:  # the 32-bit unix port `make mp32` builds (MICROPYTHON32 names another)
         path = os.environ.get("MICROPYTHON32") or str(ROOT / ".mp32" / "micropython")
+        how = ("`make mp32 MP_SRC=<MicroPython source tarball or checkout>` (README.md, "
+               "\"A 32-bit MicroPython\")")
         if not os.path.exists(path):
-            raise SystemExit("sim: --mp32: no 32-bit MicroPython at %s: build it with "
-                             "`make mp32 MP_SRC=<MicroPython source tarball or checkout>` "
-                             "(README.md, \"A 32-bit MicroPython\")" % path)
+            raise SystemExit("sim: --mp32: no 32-bit MicroPython at %s: build it with %s"
+                             % (path, how))
+        why = frozen_changes(path)
+        if why:
+            raise SystemExit("sim: --mp32: %s does not have the simulator's board side and "
+                             "the fakes of this tree frozen in (%s): bring it up to date with "
+                             "%s, or `make mp32` when it was built here (a few seconds)"
+                             % (path, why, how))
         return path
     cand = Path(sys.executable).parent / "micropython"
     if cand.exists():
@@ -397,7 +431,10 @@ class Sim:
     def _boot_conf(self, boot, first, rtc):
         o = self.o
         files = {}
-        if first:  # a run (re)writes config.json and the CA once, like `make deploy`
+        if first:  # a run (re)writes the firmware, config.json and the CA once, like
+            # `make deploy`: boot.py, main.py and config.py into the flash's root as source
+            for src in sorted(self.firmware.glob("*.py")):
+                files[src.name] = {"host": str(src)}
             text = o.config_json if o.config_json is not None else json.dumps(
                 self.board_config())
             files["config.json"] = text
@@ -411,7 +448,7 @@ class Sim:
             "vfs_kib": VFS_KIB if o.queue_kib else OLD_VFS_KIB,
             "tslog_img": str(self.state / "tslog.img"),
             "tslog_kib": o.queue_kib,
-            "firmware_dir": str(self.firmware),
+            "lib_dir": str(self.lib),
             "files": files,
             "seed": o.seed if o.seed is not None else 1,
             "weather": o.weather,
@@ -432,9 +469,12 @@ class Sim:
 
     def _env(self, boot, rtc):
         env = dict(os.environ)
-        env["MICROPYPATH"] = ":".join([
-            str(SIM / "mp"), str(SIM / "device"), str(self.firmware), str(self.lib),
-            str(ROOT / "host_tests" / "fakes"), ".frozen"])
+        # The board's own /lib and flash root come later (sim_board.py mounts them).
+        path = [str(SIM / "mp"), str(SIM / "device"), str(ROOT / "host_tests" / "fakes")]
+        if self.o.mp32:  # the same modules, frozen into the build (tools/mp32_manifest.py)
+            path = [".frozen/sim/mp", ".frozen/sim/device", ".frozen/fakes"]
+        env["MICROPYPATH"] = ":".join(path + [".frozen"])
+        env["SIM_BOOT_JSON"] = str(self.state / "boot.json")
         env["SIM_SPEED"] = "max" if self.speed is None else repr(self.speed)
         env["SIM_V0_MS"] = str(int(boot.start_v))
         env["SIM_CLOCK_FILE"] = str(self.state / "clock")
@@ -455,11 +495,12 @@ class Sim:
         path = self.state / "boot.json"
         path.write_text(json.dumps(conf))
         heap = self.o.heap or "2M"
+        board = [str(SIM / "device" / "sim_board.py")]
         if self.o.mp32:  # the firmware's share (sim_heap.py) and the simulator's
             heap = str(self._firmware_heap() + MP32_SIM_HEAP)
+            board = ["-m", "sim_board"]  # frozen in
         boot.proc = subprocess.Popen(
-            [micropython_binary(self.o.mp32), "-X", "heapsize=" + heap,
-             str(SIM / "device" / "sim_board.py"), str(path)],
+            [micropython_binary(self.o.mp32), "-X", "heapsize=" + heap] + board,
             cwd=str(ROOT), env=self._env(boot, rtc), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, bufsize=1)
         return boot
@@ -598,6 +639,8 @@ class Sim:
                 boot.final = ev
             if kind == "cut":
                 boot.cut = ev
+            return None
+        if kind == "alive":  # the board process is there (tools/sim/device/sim_board.py)
             return None
         boot.events.append(ev)
         if kind == "end":

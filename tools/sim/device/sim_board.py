@@ -1,18 +1,24 @@
 """One boot of the simulated board: run under the MicroPython unix port by ``tools/sim``.
 
-Usage (tools/sim does this): ``micropython -X heapsize=2M sim_board.py BOOT.json`` with
-MICROPYPATH = tools/sim/mp : tools/sim/device : <firmware dir> : lib : host_tests/fakes.
+Usage (tools/sim does this): ``SIM_BOOT_JSON=BOOT.json micropython -X heapsize=2M
+sim_board.py`` with MICROPYPATH = tools/sim/mp : tools/sim/device : host_tests/fakes :
+.frozen, or with ``--mp32`` the same modules frozen into the 32-bit build: ``micropython
+-X heapsize=N -m sim_board`` with MICROPYPATH = .frozen/sim/mp : .frozen/sim/device :
+.frozen/fakes : .frozen (tools/mp32_manifest.py).
 
 It builds the world around the board from BOOT.json, then runs the firmware's ``boot.py``
-and ``main.py`` (from the firmware dir) as the board would:
+and ``main.py`` as the board would:
 
 - the flash, as a board flashed with the project's partition table has it (``esp32``
   fake's ``Partition`` table): the ``vfs`` partition is ``FileFlash`` over
   ``<state-dir>/flash.img`` (write-through), LittleFS 2, mounted at /flash and made the
   current directory (firmware paths are relative); with ``tslog_kib`` the ``tslog`` raw
   data partition is ``FileFlash`` over ``<state-dir>/tslog.img`` (the firmware opens it
-  with ``esp32.Partition.find``); ``files`` from BOOT.json (config.json, the CA) are
-  written into the filesystem first;
+  with ``esp32.Partition.find``); ``files`` from BOOT.json (the firmware's ``boot.py``,
+  ``main.py`` and ``config.py``, config.json, the CA) are written into the filesystem
+  first, as ``make deploy`` puts them on a board;
+- the board's ``/lib``: ``lib_dir`` (lib/, or its ``.mpy`` with ``--mp32``) mounted there
+  and put on ``sys.path`` after the flash root, as on a board (``''`` first, ``/lib`` last);
 - the I2C bus 0: an AM2320 and a BMP180 following ``sim_weather.Weather`` (or absent);
 - the Wi-Fi world (host_tests/fakes/network.py): the AP, scheduled outages, NTP failures;
 - ``machine``: reset cause and RTC memory from the previous boot;
@@ -21,11 +27,14 @@ and ``main.py`` (from the firmware dir) as the board would:
   cut and the watchdog are clock timers, so each happens at its simulated instant (the
   watchdog fires ``wdt_timeout_ms`` of simulated time after the last feed, as the chip's);
 - ``print`` writes each line whole under one lock (the unix port's ``print`` writes a line
-  in pieces, so two threads' lines could be spliced).
+  in pieces, so two threads' lines could be spliced);
+- with ``--mp32``, the firmware's share of the heap (sim_heap.py): what the simulator
+  allocates while the firmware runs is kept out of it as far as it can be (docs/sim.md).
 
 It prints status lines ``@@SIM {json}`` (never the firmware itself) that tools/sim reads:
-``{"ev": "boot"}`` once, ``{"ev": "st", ...}`` every ``status_ms`` (real ms) and at the
-end, and one of ``{"ev": "end"}`` (the run is over; exit 0), ``{"ev": "reset", "cause":
+``{"ev": "boot"}`` once, ``{"ev": "st", ...}`` at each Wi-Fi or LED change and every
+``status_ms`` (real ms) from a clock timer, ``{"ev": "alive"}`` every 10 s (real) whatever
+the clock does, and one of ``{"ev": "end"}`` (the run is over; exit 0), ``{"ev": "reset", "cause":
 N}`` (the firmware called machine.reset() or similar; exit 3: start the next boot),
 ``{"ev": "wdt"}`` (the watchdog starved) or ``{"ev": "powercut"}`` (after which the board
 is frozen: tools/sim kills the process and starts the next boot), ``{"ev": "crash"}`` (an
@@ -59,7 +68,7 @@ BOOT_MS = 1000  # reset or power-on to boot.py: ROM and second-stage bootloader,
 _VFS_ADDR = 0x200000
 _SUBTYPE_UNDEFINED = 0x06
 
-with open(sys.argv[1]) as _f:
+with open(os.getenv("SIM_BOOT_JSON")) as _f:
     CONF = json.load(_f)
 
 _print_lock = _thread.allocate_lock()
@@ -119,6 +128,12 @@ def mount_flash():
         vfs.VfsLfs2.mkfs(dev)
         vfs.mount(LockedVfs(vfs.VfsLfs2(dev), lock), MOUNT)
     os.chdir(MOUNT)
+    # The board's sys.path: the flash root (here the current folder), the frozen modules
+    # (here also the simulator's, from MICROPYPATH), then /lib.
+    vfs.mount(vfs.VfsPosix(CONF["lib_dir"]), "/lib")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    sys.path.append("/lib")
     for name, content in CONF.get("files", {}).items():
         mode = "w"
         if isinstance(content, dict):  # {"host": path}: copy a host file in
@@ -141,6 +156,9 @@ def setup_world():
         machine.attach_i2c(0, am)
     if sensors.get("bmp180", "ok") == "ok":
         machine.attach_i2c(0, bmp)
+    # The fakes' records for tests would grow in the firmware's heap: a board has none.
+    machine.keep_history = False
+    network.keep_events = False  # and ntptime's calls
     machine.set_reset_cause(CONF.get("reset_cause", machine.PWRON_RESET))
     mem = CONF.get("rtc_memory")
     if mem:
@@ -226,23 +244,23 @@ def status(w, ev="st"):
     return s
 
 
-def watcher(w):
-    """Status lines every ``status_ms`` of real time, and the lockstep stall check (a
-    thread of the simulator, not of the board)."""
+def watcher():
+    """The lockstep stall check every ``status_ms`` of real time, and a line every 10 s
+    (real) saying the process is alive, for when the clock stands (a thread of the
+    simulator, not of the board: it allocates a few bytes at most, as it runs beside the
+    board's threads; the status lines come from the ``Status`` timer)."""
     period = CONF.get("status_ms", 200)
     builtin = time._rt
+    n = 0
     while not _halted[0]:
         builtin.sleep_ms(period)
         msg = time.stall_check()
         if msg:
             print(msg)
-        try:
-            st = status(w)
-        except MemoryError:  # --mp32: no heap left by the firmware for this line; next one
-            continue
-        except Exception as e:  # noqa: BLE001
-            st = {"ev": "st_error", "error": repr(e)}
-        emit(st)
+        n += 1
+        if n * period >= 10000:
+            n = 0
+            _write('@@SIM {"ev": "alive"}\n')
 
 
 class Once:
@@ -260,24 +278,39 @@ class Once:
         self.fn()
 
 
-class Transitions:
-    """A clock timer every simulated second: a status line as soon as the Wi-Fi state or
-    the LED changes, so the run's transitions are dated to the second at any speed."""
+class Status:
+    """The status lines, as a clock timer every simulated second: one as soon as the
+    Wi-Fi state or the LED changes (so the run's transitions are dated to the second at
+    any speed), and one every ``status_ms`` of real time (the live status line).
+
+    A timer runs while every board thread waits, so what a line allocates in the
+    firmware's heap (``--mp32``) is garbage before the firmware runs again, and
+    ``sim_heap.tidy()`` collects it at once: the firmware finds its heap as it left it.
+    A line that finds no heap is skipped (the next second tries again)."""
 
     def __init__(self, w):
         self.w = w
         self.at = time.sim_elapsed_ms()
         self.seen = None
+        self.period = CONF.get("status_ms", 200)
+        self.last = time._rt.ticks_ms() - self.period
 
     def due(self):
         return self.at
 
     def fire(self):
         self.at += 1000
-        now = (_wifi(self.w), _led())
-        if now != self.seen:
-            self.seen = now
+        rt = time._rt
+        try:
+            now = (_wifi(self.w), _led())
+            if now == self.seen and rt.ticks_diff(rt.ticks_ms(), self.last) < self.period:
+                return
             emit(status(self.w))
+            self.seen = now
+            self.last = rt.ticks_ms()
+        except MemoryError:  # --mp32: the firmware left no heap for this line
+            pass
+        sim_heap.tidy()
 
 
 class Watchdog:
@@ -303,6 +336,7 @@ class Watchdog:
 
 def halt(w, ev, devs=()):
     """The board stops here (watchdog reset, power cut): its figures, then nothing more."""
+    sim_heap.release()  # the firmware never runs again: its heap may go to this line
     st = status(w, "cut")
     for d in devs:
         if d is not None:
@@ -329,7 +363,7 @@ def set_timers(w, devs):
         time.add_timer(Once(cut_at, lambda: halt(
             w, {"ev": "powercut", "v": time.sim_elapsed_ms()}, devs)))
     time.add_timer(Watchdog(w))
-    time.add_timer(Transitions(w))
+    time.add_timer(Status(w))
 
 
 # ---------------------------------------------------------------- the end
@@ -426,14 +460,14 @@ def save_rtc(cause):
 
 
 def run_file(name, g):
-    path = CONF["firmware_dir"] + "/" + name
+    """Run ``name`` from the flash's root, as the board runs boot.py and main.py."""
     try:
-        with open(path) as f:
+        with open(name) as f:
             src = f.read()
     except OSError:
-        print("sim: no %s" % path)
+        print("sim: no %s" % name)
         return
-    exec(compile(src, path, "exec"), g)
+    exec(compile(src, name, "exec"), g)
 
 
 def main():
@@ -448,13 +482,14 @@ def main():
     emit({"ev": "boot", "v": time.sim_elapsed_ms(), "reset_cause": machine.reset_cause()})
     set_timers(w, (dev, part))
     sim_heap.hand_over()
-    _thread.start_new_thread(watcher, (w,))
+    _thread.start_new_thread(watcher, ())
     g = _fw
     g["__name__"] = "__main__"
     try:
         time.sleep_ms(BOOT_MS)
         run_file("boot.py", g)
         gc.collect()
+        sim_heap.after_boot()
         run_file("main.py", g)
         if time.sim_elapsed_ms() >= CONF["end_ms"]:  # stopped by stop_firmware()
             finish(w, part)

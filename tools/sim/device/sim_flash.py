@@ -9,15 +9,6 @@ run mounts it again like a reboot.  Runs under the MicroPython unix port (board.
 
 import flash
 
-_ERASED = {}
-
-
-def _erased(n):
-    e = _ERASED.get(n)
-    if e is None:
-        e = _ERASED[n] = b"\xff" * n
-    return e
-
 
 class FileFlash(flash.FlashBlockDevice):
     def __init__(self, path, block_size=4096, block_count=512):
@@ -76,7 +67,8 @@ class FileFlash(flash.FlashBlockDevice):
             old, new = bytearray(n), bytearray(n)
         self._f.seek(addr)
         self._f.readinto(old)
-        if old == _erased(n):  # the usual case: programming erased flash
+        blank = memoryview(self._blank)[:n] if n <= len(self._blank) else b"\xff" * n
+        if old == blank:  # the usual case: programming erased flash
             new = buf if n == len(buf) else memoryview(buf)[:n]
         else:
             for i in range(n):

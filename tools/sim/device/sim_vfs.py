@@ -92,8 +92,17 @@ class LockedVfs:
             return LockedFile(self._fs.open(path, mode), self._l)
 
     def ilistdir(self, path):
+        """One entry at a time, each under the lock, as the board's iterator (other
+        threads' calls may come between two entries there too)."""
         with self._l:
-            return iter(list(self._fs.ilistdir(path)))
+            it = self._fs.ilistdir(path)
+        while True:
+            with self._l:
+                try:
+                    entry = next(it)
+                except StopIteration:
+                    return
+            yield entry
 
     def chdir(self, path):
         with self._l:

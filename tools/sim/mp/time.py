@@ -1,8 +1,9 @@
 """Lockstep virtual clock for the simulated board: replaces the built-in ``time`` module.
 
-``tools/sim`` puts this directory first on MICROPYPATH, so every ``import time`` in the
-firmware, ``lib/`` and the fakes gets this module (the unix port looks on the path before
-its built-in ``time``; the built-in stays reachable as ``utime``).
+``tools/sim`` puts this directory (with ``--mp32`` its frozen copy, ``.frozen/sim/mp``)
+first on MICROPYPATH, so every ``import time`` in the firmware, ``lib/`` and the fakes
+gets this module (the unix port looks on the path before its built-in ``time``; the
+built-in stays reachable as ``utime``).
 
 Lockstep: virtual time stands still while any board thread runs, and jumps to the
 earliest wake-up when every board thread waits (sleeps, or has exited). A board thread
@@ -32,7 +33,8 @@ starts), ``SIM_UTC0_MS`` (true UTC at virtual 0), ``SIM_CLOCK_FILE`` (8 bytes, t
 virtual ms as a little-endian int64, rewritten at every jump: the orchestrator and the
 ingest server's token clock read it).
 
-Simulator hooks: ``sim_utc_ms()`` (the true UTC, what an NTP server answers),
+Simulator hooks: ``sim_utc_ms()`` (the true UTC, what an NTP server answers; in the
+port's epoch, ``true_time()``, which host_tests/fakes/ntptime.py answers with),
 ``sim_elapsed_ms()`` (virtual ms since the run started), ``add_timer(t)`` (``t.due()``:
 virtual ms or None; ``t.fire()`` runs when the clock reaches it, before any thread due at
 the same instant wakes, and may call ``freeze()``: the board stops for good, as at a power
@@ -383,6 +385,12 @@ def time_ns():
 
 def time():
     return (_now // 1_000_000 + _wall[0]) // 1000
+
+
+def true_time():
+    """The simulated world's true UTC in s since the port's epoch: what an NTP server
+    answers (host_tests/fakes/ntptime.py asks for it)."""
+    return sim_utc_ms() // 1000 - _EPOCH_S
 
 
 def _civil(days):
