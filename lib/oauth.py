@@ -51,13 +51,18 @@ def quote(s):
     """Percent-encode every byte of ``s`` outside RFC 3986's unreserved set."""
     if isinstance(s, str):
         s = s.encode()
-    out = []
+    for b in s:
+        if b not in _UNRESERVED:
+            break
+    else:  # a token (base64url) is all unreserved: no copy of its ~1 KB
+        return s.decode()
+    out = bytearray()
     for b in s:
         if b in _UNRESERVED:
-            out.append(chr(b))
+            out.append(b)
         else:
-            out.append("%%%02X" % b)
-    return "".join(out)
+            out.extend(("%%%02X" % b).encode())
+    return out.decode()
 
 
 class OAuth:
