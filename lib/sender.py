@@ -60,8 +60,13 @@ import time
 import https
 import oauth
 import record
+from micropython import const
 
 _JSON = "application/json"
+# After days of running, a board's heap has KBs free but in holes smaller than a login's
+# ~1 KB reply and its tokens. A block held since start is given up when a step runs out
+# of memory, so the retry finds room; it is taken back after the next success.
+_RESERVE = const(2048)
 
 
 class DeadLetterLog:
@@ -148,6 +153,7 @@ class Sender:
         # ~300 B of heap a record instead of ~100)
         self._batch = []
         self._held = None  # (seq, decoded record) read but waiting for its boot's epoch
+        self._reserve = bytearray(_RESERVE)
         self._raw = None  # (seq, bytes) read, not decoded yet (a MemoryError came between)
         self._limit = 0  # records from the batch front to send in the next POST
         self._fails = 0  # consecutive transient failures
@@ -254,6 +260,11 @@ class Sender:
         record read is done (none in the batch, held or set aside)."""
         del self._batch[:n]
         self._limit = len(self._batch)
+        if self._reserve is None:
+            try:
+                self._reserve = bytearray(_RESERVE)
+            except MemoryError:
+                pass  # again after the next success
         if self._read and not self.pending():
             self._commit()
 
@@ -317,6 +328,7 @@ class Sender:
             self._fail("%s: %s" % (e.category, e))
         except MemoryError:  # the records stay queued; a smaller batch_max would help
             self._client.close()
+            self._reserve = None  # room for the retry (see _RESERVE)
             self._fail("out of memory while " + doing)
         return 0
 
