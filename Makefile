@@ -38,7 +38,7 @@ build: venv
 # A MicroPython unix port with the ESP32's 4-byte pointers, for the 64 KB heap tests, the
 # benches' 32-bit figures and `make sim ARGS=--mp32` (the simulator's board side and the
 # fakes frozen in): built into .mp32/ from MP_SRC, a MicroPython source tarball or checkout
-# (README.md, "A 32-bit MicroPython"). Once built, `make mp32` brings it up to date without
+# (docs/bench.md, "A 32-bit MicroPython"). Once built, `make mp32` brings it up to date without
 # MP_SRC: 1-2 s when only the frozen modules changed, nothing when none did.
 MP32 := .mp32/micropython
 MP_SRC ?=

@@ -32,7 +32,7 @@ from tools import mpy  # noqa: E402
 
 BIN = Path(sys.executable).parent
 MP = str(BIN / "micropython")
-# A 32-bit build (the ESP32's pointer size; README.md, "A 32-bit MicroPython") runs first:
+# A 32-bit build (the ESP32's pointer size; docs/bench.md, "A 32-bit MicroPython") runs first:
 # the one `make mp32` built, or MICROPYTHON32=/path/to/micropython.
 MP32 = os.environ.get("MICROPYTHON32") or (
     str(ROOT / ".mp32" / "micropython") if (ROOT / ".mp32" / "micropython").exists() else None)

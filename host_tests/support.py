@@ -33,7 +33,7 @@ def skip(reason):
 MP32_HOW = ("no 32-bit MicroPython (the ESP32's pointer size): `make mp32 MP_SRC=<MicroPython "
             "source tarball or checkout>` builds .mp32/micropython once (needs gcc-multilib: "
             "apt-get install gcc-multilib), or MICROPYTHON32=<binary> names one "
-            "(README.md, \"A 32-bit MicroPython\")")
+            "(docs/bench.md, \"A 32-bit MicroPython\")")
 
 
 def micropython32():

@@ -101,7 +101,7 @@ def test_seven_days_with_64k_of_heap():
 
 def test_seven_days_in_a_plain_64k_heap_on_a_32_bit_build():
     """The same commands in ``-X heapsize=64k`` holding code and data, on a 32-bit build
-    (``make mp32``; README.md, "A 32-bit MicroPython"), skipped with how to build one when
+    (``make mp32``; docs/bench.md, "A 32-bit MicroPython"), skipped with how to build one when
     there is none."""
     mp32 = support.micropython32()
     d = support.tmpdir("console-heap32")

@@ -303,7 +303,7 @@ def test_drain_one_day_backlog_while_sampling():
 
 
 def test_drain_one_day_in_64k_on_a_32_bit_build():
-    """The same drain in ``-X heapsize=64k`` on a 32-bit build (``make mp32``; README.md,
+    """The same drain in ``-X heapsize=64k`` on a 32-bit build (``make mp32``; docs/bench.md,
     "A 32-bit MicroPython"), skipped with how to build one when there is none."""
     _drain_one_day("64k", support.micropython32())
 

@@ -2,7 +2,7 @@
 # Build MicroPython's unix port for 32-bit x86 (4-byte pointers, 16-byte heap blocks: an
 # ESP32's object layout) into OUT/micropython, from SRC: a source tarball with one top
 # folder (e.g. a GitHub archive) or a checkout with its lib/mbedtls and lib/micropython-lib
-# submodules.  `make mp32 MP_SRC=SRC` runs this; README.md, "A 32-bit MicroPython".
+# submodules.  `make mp32 MP_SRC=SRC` runs this; docs/bench.md, "A 32-bit MicroPython".
 #
 #   tools/build_mp32.sh SRC OUT [JOBS]
 #

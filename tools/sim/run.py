@@ -93,7 +93,7 @@ def micropython_binary(mp32=False):
     simulator's board side frozen in, else the venv's (or the one on PATH)."""
     if mp32:  # the 32-bit unix port `make mp32` builds (MICROPYTHON32 names another)
         path = os.environ.get("MICROPYTHON32") or str(ROOT / ".mp32" / "micropython")
-        how = ("`make mp32 MP_SRC=<MicroPython source tarball or checkout>` (README.md, "
+        how = ("`make mp32 MP_SRC=<MicroPython source tarball or checkout>` (docs/bench.md, "
                "\"A 32-bit MicroPython\")")
         if not os.path.exists(path):
             raise SystemExit("sim: --mp32: no 32-bit MicroPython at %s: build it with %s"
