@@ -341,6 +341,10 @@ def test_health_posts_the_latest_snapshot_best_effort():
     class Auth:
         def __init__(self):
             self.invalid = 0
+            self.logged_in = False
+
+        def valid(self):
+            return self.logged_in
 
         def authorization(self):
             return "Bearer t"
@@ -365,6 +369,8 @@ def test_health_posts_the_latest_snapshot_best_effort():
     assert h.step() is None and not c.calls  # clock not set: stays due
     ck.is_set = True
     assert h.step(online=False) is None
+    assert h.step() is None and not c.calls  # the sender logs in (it keeps room for it)
+    au.logged_in = True
     c.replies = [Resp(200, b"[]")]
     assert h.step() is True and h.sent == 1
     method, path, hdrs, body = c.calls[0]

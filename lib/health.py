@@ -106,9 +106,11 @@ class Health:
         return message(self._symbol, self._clock.utc_ms(), self.gather())
 
     def step(self, online=True):
-        """Send a snapshot if one is due; True sent, False failed, None nothing done."""
+        """Send a snapshot if one is due; True sent, False failed, None nothing done.
+        It waits for the sender to log in: a login needs the most heap of anything the
+        uploader does, and the sender keeps room for it (``sender._RESERVE``)."""
         if (time.ticks_diff(time.ticks_ms(), self._next_ms) < 0 or not online
-                or not self._clock.is_set):
+                or not self._clock.is_set or not self._auth.valid()):
             return None
         self._next_ms = time.ticks_add(time.ticks_ms(), self.interval_ms)
         try:
