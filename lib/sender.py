@@ -153,7 +153,8 @@ class Sender:
         # ~300 B of heap a record instead of ~100)
         self._batch = []
         self._held = None  # (seq, decoded record) read but waiting for its boot's epoch
-        self._reserve = bytearray(_RESERVE)
+        self._reserve = None
+        self._keep_reserve()
         self._raw = None  # (seq, bytes) read, not decoded yet (a MemoryError came between)
         self._limit = 0  # records from the batch front to send in the next POST
         self._fails = 0  # consecutive transient failures
@@ -260,13 +261,16 @@ class Sender:
         record read is done (none in the batch, held or set aside)."""
         del self._batch[:n]
         self._limit = len(self._batch)
+        self._keep_reserve()
+        if self._read and not self.pending():
+            self._commit()
+
+    def _keep_reserve(self):
         if self._reserve is None:
             try:
                 self._reserve = bytearray(_RESERVE)
             except MemoryError:
                 pass  # again after the next success
-        if self._read and not self.pending():
-            self._commit()
 
     def _commit(self, now=False):
         t = time.ticks_ms()
