@@ -508,6 +508,7 @@ def main():
         save_rtc(e.cause)
         return EXIT_RESET
     except Exception as e:  # noqa: BLE001 - what a board prints before its REPL prompt
+        sim_heap.release()  # a MemoryError left no heap for the report below
         buf = io.StringIO()
         sys.print_exception(e, buf)
         _write(buf.getvalue())
