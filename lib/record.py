@@ -292,6 +292,35 @@ def waits(rec, epochs, boot):
 ESTIMATED = ',"time_estimated":true'
 
 
+def json_message(out, prefix, seq, rec, ts, estimated):
+    """The uplinks' JSON message of decoded record ``rec`` (the same from ``sender`` and
+    ``mqtt_uplink``), written piece by piece through ``out(text)``: ``prefix`` (``{"$type":
+    ...,"symbol":...,"timestamp":"``), the UTC time ``ts`` (ms), ``seq``, the sent values of
+    the record's own layout, and ``ESTIMATED`` when its boot is in ``estimated`` (the boots
+    whose epoch is an estimate) and it has no wall-clock time of its own."""
+    out(prefix)
+    out(iso_utc(ts))
+    out('","seq":%d' % seq)
+    for name, text in layout_of(rec).texts(rec):
+        out(',"%s":%s' % (name, "null" if text is None else text))
+    if rec[I_BOOT] in estimated and not rec[I_FLAGS] & FLAG_UTC:
+        out(ESTIMATED)
+    out("}")
+
+
+def json_bound(prefix):
+    """An upper bound of the length of any ``json_message`` with ``prefix``, over every
+    registered layout (a batch is capped by bytes with it, without reading ahead: a record
+    read but not sent must not be committed with the reader's cursor)."""
+    most = 0
+    for lay in LAYOUTS.values():
+        n = len(prefix) + 44 + len(ESTIMATED)  # timestamp, seq, "}"
+        for name in lay.values:
+            n += len(name) + 18  # ,"name": and the longest "%.7g" / u32 text
+        most = max(most, n)
+    return most
+
+
 def _civil(days):
     """(year, month, day) of a count of days since 1970-01-01 (proleptic Gregorian)."""
     # H. Hinnant's days_from_civil inverse: exact for any date, independent of the port's epoch.
