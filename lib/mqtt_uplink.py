@@ -249,9 +249,8 @@ class MqttUplink:
                     break
                 self._dead(seq, "no wall-clock time for boot %d" % rec[record.I_BOOT])
                 continue
-            if count:
-                self._put(",")
-            record.json_message(self._put, self._prefix, seq, rec, ts, self._estimated)
+            self._put(record.json_message(self._prefix, seq, rec, ts, self._estimated,
+                                          "," if count else ""))
             count += 1
         self._put("]")
         self._count = count

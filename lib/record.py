@@ -292,20 +292,19 @@ def waits(rec, epochs, boot):
 ESTIMATED = ',"time_estimated":true'
 
 
-def json_message(out, prefix, seq, rec, ts, estimated):
+def json_message(prefix, seq, rec, ts, estimated, lead="", tail=""):
     """The uplinks' JSON message of decoded record ``rec`` (the same from ``sender`` and
-    ``mqtt_uplink``), written piece by piece through ``out(text)``: ``prefix`` (``{"$type":
-    ...,"symbol":...,"timestamp":"``), the UTC time ``ts`` (ms), ``seq``, the sent values of
-    the record's own layout, and ``ESTIMATED`` when its boot is in ``estimated`` (the boots
-    whose epoch is an estimate) and it has no wall-clock time of its own."""
-    out(prefix)
-    out(iso_utc(ts))
-    out('","seq":%d' % seq)
+    ``mqtt_uplink``), between ``lead`` and ``tail``: ``prefix`` (``{"$type":...,"symbol":
+    ...,"timestamp":"``), the UTC time ``ts`` (ms), ``seq``, the sent values of the record's
+    own layout, and ``ESTIMATED`` when its boot is in ``estimated`` (the boots whose epoch
+    is an estimate) and it has no wall-clock time of its own."""
+    parts = [lead, prefix, iso_utc(ts), '","seq":%d' % seq]
     for name, text in layout_of(rec).texts(rec):
-        out(',"%s":%s' % (name, "null" if text is None else text))
+        parts.append(',"%s":%s' % (name, "null" if text is None else text))
     if rec[I_BOOT] in estimated and not rec[I_FLAGS] & FLAG_UTC:
-        out(ESTIMATED)
-    out("}")
+        parts.append(ESTIMATED)
+    parts.append("}" + tail)
+    return "".join(parts)
 
 
 def json_bound(prefix):

@@ -179,11 +179,8 @@ class Sender:
     # -- JSON -------------------------------------------------------------
     def message(self, seq, rec, lead="", tail=""):
         """The JSON text of decoded record ``rec`` (str), between ``lead`` and ``tail``."""
-        parts = [lead]
-        record.json_message(parts.append, self._prefix, seq, rec,
-                            record.timestamp_of(rec, self._epochs), self._estimated)
-        parts.append(tail)
-        return "".join(parts)
+        return record.json_message(self._prefix, seq, rec, record.timestamp_of(rec, self._epochs),
+                                   self._estimated, lead, tail)
 
     def _chunks(self):
         """Generator of the JSON array of the POST's records (the batch's first ``_limit``),
