@@ -12,6 +12,7 @@ import record
 import sender
 import support
 import tslog
+import utc
 from uplink_fakes import FakeWebAdmin, ListReader
 
 T0 = 1700000000000
@@ -124,14 +125,14 @@ def test_write_v2_update_to_v3_read_and_upload_all():
         assert "dew_point" not in m1 and m1["am2320_temp"] == 20 and m1["mem_free"] == 90000
         assert "dew_point" not in m4 and m4["am2320_temp"] == 20.3 and m4["mem_free"] == 89997
         assert m7["dew_point"] == 10.1 and m7["battery_mv"] == 3750 and m7["mem_used"] == 1006
-        assert m7["timestamp"] == record.iso_utc(T0 + 6 * 2000)
+        assert m7["timestamp"] == utc.iso(T0 + 6 * 2000)
         for m in srv.stored.values():
             assert "boot" not in m and "flags" not in m and "heap" not in m
         # a v2 message: the fields firmware 1.0 sent, in its order, the readings exact
         expect = ('{"$type":"weather_record","symbol":"esp2462","timestamp":"%s","seq":1,'
                   '"am2320_temp":20.0,"am2320_humidity":50.5,"bmp180_temp":21.2,'
                   '"bmp180_pressure":101325,"bmp180_altitude":%s,"mem_used":1000,'
-                  '"mem_free":90000}' % (record.iso_utc(T0), "%.7g" % record.altitude_m(101325)))
+                  '"mem_free":90000}' % (utc.iso(T0), "%.7g" % record.altitude_m(101325)))
         assert snd.message(1, seen[0][2]) == expect
         assert json.loads(snd.message(6, seen[5][2]))["dew_point"] == 10.0
         log.close()

@@ -35,6 +35,7 @@ import time
 
 import record
 import recordcsv
+import utc
 from fsutil import makedirs
 from micropython import const
 
@@ -207,7 +208,7 @@ class Archive:
         path = self._paths.get(day)
         if path is not None:
             return path
-        iso = record.iso_utc(ts)
+        iso = utc.iso(ts)
         folder = "%s/%s/%s" % ("" if self.base == "/" else self.base, iso[:4], iso[5:7])
         n = 0
         while True:

@@ -27,7 +27,7 @@ across a printed line.
 Times: ``between`` and ``dump(since=, until=)`` take UTC strings
 ``"YYYY-MM-DDTHH:MM:SSZ"`` (also ``"YYYY-MM-DD"``, ``"YYYY-MM-DDTHH:MM"``, fractions of a
 second) or Unix epoch seconds (since 1970, also on the ESP32, whose ``time.time()`` counts
-from 2000: use ``record.utc_ms() // 1000`` for "now").  The interval is half open
+from 2000: use ``utc.now_ms() // 1000`` for "now").  The interval is half open
 ``[t0, t1)``.  Only records stamped with the wall clock have a time to select on:
 records taken before NTP set the clock show in ``tail`` and ``dump`` but not in
 ``between``.  With the TSLog time index (``TSLog.between``) an interval reads only the
@@ -42,6 +42,7 @@ import time
 import record
 import recordcsv
 import tslog
+import utc
 
 _parts = {}  # what the firmware attached: see attach()
 _app = sys.modules.get("app")  # the running firmware, if any (never imported from here)
@@ -133,16 +134,6 @@ def _lock():
 
 
 # ---------------------------------------------------------------- time
-def _days_from_civil(y, m, d):
-    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant)."""
-    y -= m <= 2
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
 def utc_ms_of(t):
     """UTC ms since 1970 of ``t``: epoch seconds (int/float) or an ISO-8601 UTC string;
     None stays None.  ValueError names what is wrong."""
@@ -170,7 +161,7 @@ def utc_ms_of(t):
     if not (1 <= mo <= 12 and 1 <= d <= 31 and 0 <= hh < 24 and 0 <= mm < 60
             and 0 <= sec < 61):
         raise ValueError("time %r is out of range" % t)
-    return ((_days_from_civil(y, mo, d) * 24 + hh) * 60 + mm) * 60000 + int(sec * 1000 + 0.5)
+    return ((utc.days_from_civil(y, mo, d) * 24 + hh) * 60 + mm) * 60000 + int(sec * 1000 + 0.5)
 
 
 def _epochs():
@@ -252,7 +243,7 @@ def line_of(seqn, rec, epochs=None):
     lay = record.layout_of(rec)
     ts = record.timestamp_of(rec, epochs)
     if ts is not None:
-        when = record.iso_utc(ts)
+        when = utc.iso(ts)
     else:
         when = "boot %d +%d.%03ds (no clock)" % (rec[-2], rec[0] // 1000, rec[0] % 1000)
     parts = ["%7d  %s " % (seqn, when)]
@@ -407,8 +398,9 @@ def status():
     st["uptime_s"] = (up if up is not None else time.ticks_ms()) // 1000  # type: ignore
     st["boot"] = _g(guard, "boot")
     st["reset_cause"] = _g(guard, "cause")
-    st["clock_set"] = bool(_g(clock, "is_set", record.clock_is_set()))
-    st["utc"] = record.iso_utc(record.utc_ms()) if st["clock_set"] else None
+    now = utc.now_ms()
+    st["clock_set"] = bool(_g(clock, "is_set", now >= utc.MIN_VALID_MS))
+    st["utc"] = utc.iso(now) if st["clock_set"] else None
     wifi = _parts.get("wifi")
     st["wifi"] = _g(wifi, "state")
     st["rssi"] = _g(wifi, "rssi")
