@@ -55,8 +55,6 @@ class Clock:
         self.attempts = 0
         self.failures = 0  # consecutive failures (0 after a success)
         self.last_error = None
-        self.last_sync_mono_ms = None
-        self.last_correction_ms = 0  # RTC step at the last resync (UTC vs mono drift)
         self._next_ms = 0  # mono ms when the next attempt is due
         self._was_online = False
 
@@ -76,10 +74,6 @@ class Clock:
     def utc_ms(self):
         """UTC ms since 1970, or None until this boot's first NTP sync."""
         return utc.now_ms() if self.is_set else None
-
-    def next_sync_in_ms(self):
-        """ms until the next attempt may be made (0 = due)."""
-        return max(0, self._next_ms - self.mono_ms())
 
     # -- NTP
     def _backoff_ms(self):
@@ -117,7 +111,6 @@ class Clock:
         self.failures = 0
         self.last_error = None
         self.syncs += 1
-        self.last_sync_mono_ms = m
         self._next_ms = m + self.resync_ms
         epoch = self.boot_epoch_ms
         if epoch is None:
@@ -128,8 +121,7 @@ class Clock:
             if self.on_set is not None:
                 self.on_set(self.boot_epoch_ms)
         else:
-            self.last_correction_ms = t - (epoch + m)
-            self.log("clock: resync, UTC vs monotonic %+d ms" % self.last_correction_ms)
+            self.log("clock: resync, UTC vs monotonic %+d ms" % (t - (epoch + m)))
         return True
 
 
