@@ -14,6 +14,11 @@ def test_pack_roundtrip_and_size():
     assert rec == (1700000000123, 215, 550, -12, 101325, 61232, 111104, 7,
                    record.FLAG_UTC | 1 << 5)
     assert len(record.V2.fields) == len(rec)
+    # by field name (the sampler's way): the same bytes; a field not given is 0
+    named = dict(zip(record.V2.fields[1:-2], (215, 550, -12, 101325, 61232, 111104)))
+    assert record.encode(1700000000123, named, 7, record.FLAG_UTC) == buf
+    named.pop("heap")
+    assert record.decode(record.encode(1, named, 7, 0))[6] == 0
 
 
 def test_v2_sends_the_driver_values_exactly_and_nulls():

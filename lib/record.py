@@ -209,11 +209,13 @@ def layout_of(rec):
 def encode(time_ms, values, boot, flags, version=None):
     """Pack one sample with layout ``version`` (default ``CURRENT``); ``values`` are its
     stored value fields in order (v2: am2320_temp, am2320_humidity, bmp180_temp,
-    bmp180_pressure, mem_used, heap). A field nulled by
-    ``flags`` is stored as 0 whatever is given for it."""
+    bmp180_pressure, mem_used, heap), or a dict of them by field name (the sampler's: a
+    field it lacks is 0). A field nulled by ``flags`` is stored as 0 whatever is given."""
     lay = LAYOUTS[version or CURRENT]
     n = len(lay.fields) - 3
-    if len(values) != n:
+    if isinstance(values, dict):
+        values = [values.get(name, 0) for name in lay.fields[1:-2]]
+    elif len(values) != n:
         raise ValueError("layout v%d takes %d values, got %d" % (lay.version, n, len(values)))
     flags = (flags & FLAG_MASK) | (lay.version - 1) << _VSHIFT
     for b in lay.nulls:

@@ -80,10 +80,7 @@ class Sampler:
         self._log = log
         self.sensors = [am, bmp]
         self._missing_logged = [False, False]
-        # The record's values by the names of the layout's fields (``record.CURRENT``): a
-        # field no sensor fills (a layout newer than this code) is stored as 0.
-        self._names = record.LAYOUTS[record.CURRENT].fields[1:-2]
-        self._values = dict.fromkeys(self._names, 0)
+        self._values = {}  # the record's values by field name (``record.encode``)
         self._started = False
         self.next_ms = time.ticks_ms()  # ticks_ms at which the next slot is due
         self.slot_ms = self.next_ms  # ticks_ms at which the last taken slot was due
@@ -221,7 +218,7 @@ class Sampler:
             flags |= record.FLAG_UTC
         else:
             t = clock.mono_ms() - late
-        data = record.encode(t, [v[name] for name in self._names], self.boot, flags)
+        data = record.encode(t, v, self.boot, flags)
         try:
             with self._lock:
                 seqn = self._store.store_record(data)
