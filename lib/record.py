@@ -146,20 +146,21 @@ def altitude_m(pressure_pa, sea_level_pa=SEA_LEVEL_PA):
     return 44330.0 * (1.0 - (pressure_pa / sea_level_pa) ** (1 / 5.255))
 
 
-# The values sent to the server, in order (what firmware 1.0's layout v1 sent too).
-SENSOR_FIELDS = ("am2320_temp", "am2320_humidity", "bmp180_temp", "bmp180_pressure",
-                 "bmp180_altitude", "mem_used", "mem_free")
-
+# Names in lists, not tuples: a tuple of constants is stored whole in the .mpy, each of its
+# names one more time in the heap (~30 B each); a list's names are the module's own.
 V2 = Layout(2, "<qhHhiIIHB",
-            ("time_ms", "am2320_temp", "am2320_humidity", "bmp180_temp", "bmp180_pressure",
-             "mem_used", "heap", "boot", "flags"),
+            ["time_ms", "am2320_temp", "am2320_humidity", "bmp180_temp", "bmp180_pressure",
+             "mem_used", "heap", "boot", "flags"],
             decimals={"am2320_temp": 1, "am2320_humidity": 1, "bmp180_temp": 1},
             nulls={"am2320_temp": FLAG_NO_AM, "am2320_humidity": FLAG_NO_AM,
                    "bmp180_temp": FLAG_NO_BMP, "bmp180_pressure": FLAG_NO_BMP},
-            rare=("heap",),
-            derived={"bmp180_altitude": (_ALT, ("bmp180_pressure",)),
-                     "mem_free": (_DIFF, ("heap", "mem_used"))},
-            send=SENSOR_FIELDS)
+            rare=["heap"],
+            derived={"bmp180_altitude": (_ALT, ["bmp180_pressure"]),
+                     "mem_free": (_DIFF, ["heap", "mem_used"])},
+            send=["am2320_temp", "am2320_humidity", "bmp180_temp", "bmp180_pressure",
+                  "bmp180_altitude", "mem_used", "mem_free"])
+# The values sent to the server, in order (what firmware 1.0's layout v1 sent too).
+SENSOR_FIELDS = V2.values
 LAYOUTS = {}  # version -> Layout: every layout ever written (never remove one)
 CURRENT = 2  # the version encode() writes by default (a firmware update may raise it)
 # The queue's codec (a name of its own: a queue written with another codec is refused).
@@ -297,4 +298,3 @@ def json_bound(prefix):
             n += len(name) + 18  # ,"name": and the longest "%.7g" / u32 text
         most = max(most, n)
     return most
-
