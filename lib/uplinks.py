@@ -3,9 +3,10 @@
 
 TimeBase over HTTPS (``tb_host``: reader 0, and its health records), the fleet's MQTT
 uplink (``mqtt_host``: reader 2), the SD archive (``sd_mount``: reader 1), then the
-console's registry and WebREPL.  An uplink that cannot be set up (a missing CA file, a
-bad setting) is logged and left out, its modules dropped again: sampling goes on.  As
-in ``builder``, nothing set up here keeps a function of this module.
+console's registry and WebREPL; each uplink reads the queue through an
+``uploader.LockedReader`` (the sampler writes it).  An uplink that cannot be set up (a
+missing CA file, a bad setting) is logged and left out, its modules dropped again:
+sampling goes on.  As in ``builder``, nothing set up here keeps a function of this module.
 """
 
 import gc
@@ -108,7 +109,7 @@ def _archive(a, cfg, boot16, log):
         return
     try:
         import archive
-        a.up.archive = archive.Archive(a.queue.reader(1), mount, card=archive.sd_card,
-                                       lock=a.lock, boot=boot16, log=log)
+        a.up.archive = archive.Archive(uploader.LockedReader(a.queue.reader(1), a.lock),
+                                       mount, card=archive.sd_card, boot=boot16, log=log)
     except Exception as e:  # noqa: BLE001 - sampling and uploads go on without a card
         log("app: SD archive disabled: %s" % e)
