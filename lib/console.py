@@ -13,16 +13,17 @@ dict, ``tail`` a list of ``(seqn, record)``, the others a count).  Long outputs 
 streamed one record at a time (``writer`` is called once per line), never collected in
 RAM, so a week of records is listed within a 64 KB heap.
 
-Live state comes from the firmware: at import the console takes ``app.console_parts``
-(set by the running firmware; the firmware does not import the console, so its code
-takes no heap until someone uses it), and ``attach(log=..., lock=..., sender=...,
-wifi=..., clock=..., sampler=..., guard=..., version=...)`` adds or replaces parts
-(every part is optional).  Without an attached log (a soft-reset board, or
-``tools/pull --image``) the console opens the TSLog folder itself (``tslog_dir`` of
-``config.json``, default ``data/q``) with the parameters written in its ``meta`` file,
-read-only in effect: it never commits a reader cursor.  ``lock`` (the lock the sampler
-and uploader hold around TSLog calls) is taken around each single log access, never
-across a printed line.
+Live state comes from the running firmware, ``app.board`` (its queue, lock, sender,
+Wi-Fi, clock, sampler and boot guard; importing ``app`` starts nothing). The firmware
+never imports the console, so the console's code takes no heap until someone uses it.
+``attach(log=..., lock=..., sender=..., wifi=..., clock=..., sampler=..., guard=...,
+version=..., config=...)`` shows the parts given in place of the board's (tests, tools;
+every part is optional).  Without a log (no firmware running, or ``tools/pull --image``)
+the console opens the TSLog folder itself (``tslog_dir`` of ``config.json``, default
+``data/q``) with the parameters written in its ``meta`` file, read-only in effect: it
+never commits a reader cursor.  ``lock`` (the lock the sampler and uploader hold around
+TSLog calls; the console's own without one) is taken around each single log access,
+never across a printed line.
 
 Times: ``between`` and ``dump(since=, until=)`` take UTC strings
 ``"YYYY-MM-DDTHH:MM:SSZ"`` (also ``"YYYY-MM-DD"``, ``"YYYY-MM-DDTHH:MM"``, fractions of a
@@ -34,9 +35,9 @@ records taken before NTP set the clock show in ``tail`` and ``dump`` but not in
 buckets that overlap it; otherwise the console scans the log.
 """
 
+import _thread
 import gc
 import os
-import sys
 import time
 
 import record
@@ -44,11 +45,11 @@ import recordcsv
 import tslog
 import utc
 
-_parts = {}  # what the firmware attached: see attach()
-_app = sys.modules.get("app")  # the running firmware, if any (never imported from here)
-if _app is not None and getattr(_app, "console_parts", None):
-    _parts.update(_app.console_parts)
-_app = None
+_parts = {}  # what was attached (see attach()), in place of the running board's parts
+# part -> the running firmware's name for it (app.App's; the version is app's)
+_BOARD = {"log": "queue", "place": "queue_place", "config": "cfg", "version": "VERSION"}
+_own = {}  # the log the console opened itself (no log attached or running)
+_own_lock = _thread.allocate_lock()  # around log calls when nothing shares the log
 _NO_END = 1 << 62  # "no upper bound" in UTC ms
 _DEFAULT_DIR = "data/q"
 COMMANDS = (
@@ -63,15 +64,26 @@ COMMANDS = (
 
 # ---------------------------------------------------------------- registry
 def attach(**parts):
-    """Register the firmware's live objects: ``log`` (TSLog), ``lock``, ``sender``,
-    ``wifi``, ``clock``, ``sampler``, ``guard`` (bootguard), ``version`` (str),
+    """Show these live objects in place of the running board's: ``log`` (TSLog), ``lock``,
+    ``sender``, ``wifi``, ``clock``, ``sampler``, ``guard`` (bootguard), ``version`` (str),
     ``dead_path`` (dead-letter file), ``config`` (settings dict).  Call again to add."""
     _parts.update(parts)
 
 
+def _part(name):
+    """Part ``name``: the attached one; with nothing attached, the running firmware's."""
+    if _parts:
+        return _parts.get(name)
+    import app  # the firmware (it never imports the console; importing it starts nothing)
+
+    if app.board is None:
+        return None
+    return getattr(app if name == "version" else app.board, _BOARD.get(name, name), None)
+
+
 def detach():
-    """Forget every attached part (tests; an opened log is closed)."""
-    own = _parts.get("_own_log")
+    """Forget every attached part (tests; a log the console opened is closed)."""
+    own = _own.pop("log", None)
     if own is not None:
         own.close()
     _parts.clear()
@@ -79,7 +91,7 @@ def detach():
 
 def _tslog_dir():
     """``tslog_dir`` of the attached config, else of ``config.json``, else the default."""
-    cfg = _parts.get("config")
+    cfg = _part("config")
     if cfg is None:
         try:
             import json
@@ -112,25 +124,16 @@ def open_log(folder=None):
 
 
 def _log():
-    log = _parts.get("log")
+    log = _part("log")
     if log is None:
-        log = _parts.get("_own_log")
+        log = _own.get("log")
         if log is None:
-            log = open_log()
-            _parts["_own_log"] = log
+            log = _own["log"] = open_log()
     return log
 
 
-class _NoLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _lock():
-    return _parts.get("lock") or _NoLock()
+    return _part("lock") or _own_lock
 
 
 # ---------------------------------------------------------------- time
@@ -167,11 +170,11 @@ def utc_ms_of(t):
 def _epochs():
     """Boot epochs known on this board (to time records taken before NTP)."""
     out = {}
-    clock = _parts.get("clock")
+    clock = _part("clock")
     book = getattr(clock, "epochs", None)  # clock.Epochs: kept across boots, estimates too
     if book is not None:
         out.update(book.epochs)
-    guard = _parts.get("guard")
+    guard = _part("guard")
     base = getattr(clock, "boot_epoch_ms", None)
     if base is not None and guard is not None:
         out[guard.boot & 0xFFFF] = base
@@ -373,7 +376,7 @@ def _free_flash(log):
 
 def _rate_per_day(log):
     """Records per day: from the sampler's interval, else from the log's last records."""
-    smp = _parts.get("sampler")
+    smp = _part("sampler")
     iv = getattr(smp, "interval_ms", None)
     if iv:
         return 86400000 // iv
@@ -391,9 +394,9 @@ def _rate_per_day(log):
 
 def status():
     """Print the board's state; returns it as a dict."""
-    st = {"version": _parts.get("version")}
-    clock = _parts.get("clock")
-    guard = _parts.get("guard")
+    st = {"version": _part("version")}
+    clock = _part("clock")
+    guard = _part("guard")
     up = _g(clock, "mono_ms")
     st["uptime_s"] = (up if up is not None else time.ticks_ms()) // 1000  # type: ignore
     st["boot"] = _g(guard, "boot")
@@ -401,10 +404,10 @@ def status():
     now = utc.now_ms()
     st["clock_set"] = bool(_g(clock, "is_set", now >= utc.MIN_VALID_MS))
     st["utc"] = utc.iso(now) if st["clock_set"] else None
-    wifi = _parts.get("wifi")
+    wifi = _part("wifi")
     st["wifi"] = _g(wifi, "state")
     st["rssi"] = _g(wifi, "rssi")
-    smp = _parts.get("sampler")
+    smp = _part("sampler")
     st["sampler"] = _g(smp, "stats")
     log = _log()
     st["last_record"] = None
@@ -417,7 +420,7 @@ def status():
             st["buckets"] = log.buckets()
             st["free_records"] = log.free()
             held, used, total = log.usage()
-        st["queue"] = _parts.get("place") or log.folder or "partition"
+        st["queue"] = _part("place") or log.folder or "partition"
         st["bytes_per_record"] = used / held if held else None
         st["queue_bytes"] = total
         st["last_seqn"] = last
@@ -435,9 +438,9 @@ def status():
         st["days_until_full"] = (st["free_records"] / rate) if rate else None
     gc.collect()
     st["heap_free"] = gc.mem_free()
-    snd = _parts.get("sender")
+    snd = _part("sender")
     st["uploader"] = _g(snd, "stats")
-    dead = _parts.get("dead_path") or "data/dead.log"
+    dead = _part("dead_path") or "data/dead.log"
     try:
         st["dead_letter_bytes"] = os.stat(dead)[6]
     except OSError:
