@@ -51,6 +51,7 @@ def https_run(boards, records):
 
     board_path()
     import record
+    import utc
 
     d = tempfile.mkdtemp(prefix="bench-https-")
     srv = IngestServer(d, {}, port=0, out=open(os.devnull, "w")).start()
@@ -63,13 +64,13 @@ def https_run(boards, records):
                   "admin&scope=trust", {"Authorization": "Basic d2ViOnNlY3JldA==",
                                         "Content-Type": "application/x-www-form-urlencoded"})
         tok = json.loads(c.getresponse().read())["access_token"]
-        ts0 = record.utc_ms() - records * 2000
+        ts0 = utc.now_ms() - records * 2000
         for a in range(1, records + 1, 50):
             body = []
             for i in range(a, min(a + 50, records + 1)):
                 v = sample(i)
                 body.append({"$type": "weather_record", "symbol": "h%03d" % k,
-                             "timestamp": record.iso_utc(ts0 + 2000 * i), "seq": i,
+                             "timestamp": utc.iso(ts0 + 2000 * i), "seq": i,
                              **dict(zip(record.SENSOR_FIELDS, v))})
             c.request("POST", "/api/v0/weather-data/write?writeMode=APPEND", json.dumps(body),
                       {"Authorization": "Bearer " + tok, "Content-Type": "application/json"})

@@ -40,7 +40,7 @@ MP32 = os.environ.get("MICROPYTHON32") or (
 # takes ~1.4x the heap and nearly fills it, so the next sizes show where it fits there.
 HEAPS = ("64k", "80k", "88k", "96k")
 SEED_HEAPS = ("64k", "96k", "2m")
-MODULES = ("lib/https.py", "lib/oauth.py", "lib/record.py", "lib/sender.py",
+MODULES = ("lib/https.py", "lib/oauth.py", "lib/utc.py", "lib/record.py", "lib/sender.py",
            "lib/sender_refusals.py", "lib/tslog.py", "host_tests/uplink_device.py",
            "bench/uplink_seed.py")
 MPY_DIR = tempfile.mkdtemp(prefix="bench_uplink-mpy-")

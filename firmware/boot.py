@@ -39,9 +39,11 @@ def set_config(key, value):
 
 
 def write_wifi(ssid, password):
+    import app
     import settings
 
-    return settings.write_wifi(ssid, password)
+    b = app.board  # the running firmware: its reset commits the queue, records why
+    return settings.write_wifi(ssid, password, guard=b.guard if b else None)
 
 
 gc.collect()

@@ -111,6 +111,15 @@ def raises(exc_type, func, *args, **kwargs):
     raise AssertionError("%s not raised by %r" % (exc_type.__name__, func))
 
 
+def next_values(reader):
+    """The next committed record of a TSLog ``reader`` unpacked with its log's ``format``
+    (the values ``TSLog.store`` took); None when none is left."""
+    import struct
+
+    raw = reader.next_record()
+    return None if raw is None else struct.unpack(reader.log.format, raw)
+
+
 def board_cfg(**overrides):
     """The settings dict a board with ``overrides`` in its config.json has: every key of
     the settings table, the overrides checked (``settings.complete``: ValueError naming an

@@ -130,6 +130,7 @@ def _finish(a, st):
     st.uninstall()
     machine.i2c_devices(BUS).clear()
     machine.WDT.active = None
+    app.board = None  # (the console shows the running board's parts)
 
 
 def _read_all(folder):
@@ -189,8 +190,9 @@ def test_console_is_not_loaded_by_the_firmware_and_finds_its_parts_when_imported
         assert "console" not in sys.modules  # its code takes no heap until someone asks
         import console  # what a person types at the REPL
 
-        assert console._parts["log"] is a.queue and console._parts["sampler"] is a.sampler
-        assert console.status()["version"] == app.VERSION
+        st_ = console.status()
+        assert st_["version"] == app.VERSION and st_["queue"] == a.queue_place
+        assert st_["last_seqn"] == a.queue.last_seqn and st_["sampler"] == a.sampler.stats()
         console.detach()
     finally:
         _finish(a, st)

@@ -7,6 +7,7 @@ import sys
 
 import record
 import support
+import utc
 from test_app import _cfg, _finish, _start
 
 
@@ -32,7 +33,7 @@ def test_mqtt_uplink_reads_reader_2_and_idle_readers_follow_it():
         assert any("unverified TLS" in t for t in logs), logs
         assert not any("s3cret-pw" in t for t in logs)
         for _ in range(20):
-            a.queue.store_record(record.encode(record.utc_ms(), (10, 20, 30, 40, 6, 7),
+            a.queue.store_record(record.encode(utc.now_ms(), (10, 20, 30, 40, 6, 7),
                                                1, record.FLAG_UTC))
         a.queue.commit()
         rd = a.mqtt._reader  # what the uplink does after a PUBACK: read, then commit

@@ -16,6 +16,7 @@ import record
 import recordcsv
 import support
 import test_schema
+import utc
 
 T0 = 1763942400000  # 2025-11-24T00:00:00Z
 HOUR = 3600000
@@ -283,7 +284,7 @@ def test_untimed_records_wait_for_this_boot_clock():
     with open(d + "/sd/2025/11/24.csv") as f:
         rows = f.read().split("\n")[1:-1]
     assert [r.split(",")[0] for r in rows] == ["1", "2", "4", "5"]
-    assert rows[2].split(",")[1] == record.iso_utc(T0 + 10 * HOUR + 7000)
+    assert rows[2].split(",")[1] == utc.iso(T0 + 10 * HOUR + 7000)
     log.close()
 
 

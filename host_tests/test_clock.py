@@ -3,7 +3,7 @@
 import clock
 import network
 import ntptime
-import record
+import utc
 from sensor_clock import VirtualClock
 
 
@@ -72,9 +72,9 @@ def test_ntp_fails_n_times_then_succeeds_with_capped_jittered_backoff():
         assert c.failures == 0 and c.syncs == 1 and c.attempts == 6
         assert sum(1 for line in lines if "failed" in line) == 5
         # boot_epoch_ms + mono_ms() is the wall clock now.
-        assert abs(c.boot_epoch_ms + c.mono_ms() - record.utc_ms()) < 2000
+        assert abs(c.boot_epoch_ms + c.mono_ms() - utc.now_ms()) < 2000
         assert got == [c.boot_epoch_ms]
-        assert abs(c.utc_ms() - record.utc_ms()) < 1000
+        assert abs(c.utc_ms() - utc.now_ms()) < 1000
     finally:
         clk.uninstall()
 
@@ -88,7 +88,7 @@ def test_backoff_never_exceeds_the_cap_and_never_spins():
             clk.advance_ms(1000)
         # 5+10+...+320 = 635 s, then one per 300..600 s: about 150-290 in a day.
         assert 100 < ntp.calls < 320, ntp.calls
-        assert 0 < c.next_sync_in_ms() <= 600_000
+        assert 0 < c._next_ms - c.mono_ms() <= 600_000
     finally:
         clk.uninstall()
 
@@ -134,7 +134,7 @@ def test_periodic_resync_keeps_boot_epoch_and_calls_on_set_once():
         assert ntp.calls == 4 and c.syncs == 2
         assert c.boot_epoch_ms == epoch and got == [epoch]
         assert any("resync" in line for line in lines)
-        assert c.next_sync_in_ms() > 3500_000
+        assert c._next_ms - c.mono_ms() > 3500_000
     finally:
         clk.uninstall()
 
@@ -157,8 +157,8 @@ def test_with_fake_ntptime_over_the_fake_wifi():
                 break
             clk.advance_ms(1000)
         assert c.is_set and w.ntp_calls == 4
-        assert abs(c.utc_ms() - record.utc_ms()) < 1000
-        assert record.clock_is_set(c.utc_ms())
+        assert abs(c.utc_ms() - utc.now_ms()) < 1000
+        assert c.utc_ms() >= utc.MIN_VALID_MS
     finally:
         clk.uninstall()
         network.world.reset()

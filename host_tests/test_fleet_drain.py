@@ -35,7 +35,7 @@ def _mpy_dir():
         out = tempfile.mkdtemp(prefix="mqtt-mpy-", dir=os.environ.get("HOST_TEST_TMP"))
         from tools import mpy
 
-        for src in ("lib/mqtt_uplink.py", "lib/umqtt_simple.py", "lib/record.py",
+        for src in ("lib/mqtt_uplink.py", "lib/umqtt_simple.py", "lib/utc.py", "lib/record.py",
                     "lib/tscodec.py", "lib/tslog.py", "lib/tslog_dir.py",
                     "host_tests/mqtt_device.py"):
             mpy.compile(ROOT / src, out, opt=mpy.OPT if src.startswith("lib/") else "")

@@ -11,6 +11,7 @@ import mqtt_uplink
 import record
 import support
 import umqtt_simple
+import utc
 
 _srv = {}
 SYMBOL = "esp246f28a1b2c3"
@@ -48,13 +49,13 @@ def url(b=None):
     return "mqtts://localhost:%d" % (b or broker())["mqtt_ports"][0]
 
 
-def queue(n, name="q", utc=True, boot=1):
+def queue(n, name="q", timed=True, boot=1):
     """A TSLog with 3 readers holding ``n`` records (seqn 1..n), as the firmware's."""
     log = record.open_queue(support.tmpdir(name), nreaders=3)
     for i in range(1, n + 1):  # the BMP180 failed: its values null
         log.store_record(record.encode(
-            record.utc_ms() if utc else 1000 * i, (200 + i, 555, 0, 0, 1000 + i, 3000),
-            boot, (record.FLAG_UTC if utc else 0) | record.FLAG_NO_BMP))
+            utc.now_ms() if timed else 1000 * i, (200 + i, 555, 0, 0, 1000 + i, 3000),
+            boot, (record.FLAG_UTC if timed else 0) | record.FLAG_NO_BMP))
     log.commit()
     return log
 

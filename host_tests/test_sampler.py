@@ -114,6 +114,34 @@ def test_schedule_is_drift_free_across_the_ticks_wrap():
         _teardown(vc)
 
 
+def test_values_follow_the_current_layouts_field_names():
+    """A firmware update's layout may order its fields otherwise and add some: the sampler
+    fills each value by its field's name (one nothing reads yet is stored as 0)."""
+    lay = record.Layout(5, "<qIhIhHiHHB", ("time_ms", "heap", "bmp180_temp", "mem_used",
+                                           "am2320_temp", "battery_mv", "bmp180_pressure",
+                                           "am2320_humidity", "boot", "flags"),
+                        nulls={"am2320_temp": record.FLAG_NO_AM,
+                               "am2320_humidity": record.FLAG_NO_AM,
+                               "bmp180_temp": record.FLAG_NO_BMP,
+                               "bmp180_pressure": record.FLAG_NO_BMP})
+    try:
+        record.register(lay, current=True)
+        vc, s, store, clock, logs, _ = _setup()
+        try:
+            s.start()
+            _run_slots(vc, s, 2)  # (the first primes the AM2320)
+        finally:
+            _teardown(vc)
+        r = dict(zip(lay.fields, store.recs[-1]))
+        assert record.layout_of(store.recs[-1]) is lay and r["boot"] == 7
+        assert r["am2320_temp"] == 123 and r["am2320_humidity"] == 678, r
+        assert r["bmp180_temp"] == 115 and abs(r["bmp180_pressure"] - 99000) < 2, r
+        assert r["battery_mv"] == 0 and 0 < r["mem_used"] < r["heap"], r
+    finally:
+        record.LAYOUTS.pop(5, None)
+        record.CURRENT = 2
+
+
 def test_first_am2320_priming_does_not_miss_a_slot():
     vc, s, store, clock, logs, _ = _setup(interval_ms=2000)
     try:

@@ -6,12 +6,14 @@ queue is moved: host_tests/test_oldqueue.py.)"""
 import json
 import time
 
+import mqtt_uplink
 import oauth
 import record
 import sender
 import support
 import tslog
-from uplink_fakes import FakeWebAdmin
+import utc
+from uplink_fakes import FakeWebAdmin, ListReader
 
 T0 = 1700000000000
 # The example update: two more values before boot/flags (dew point, battery voltage).
@@ -29,8 +31,8 @@ def _v3():
                                            "bmp180_temp": 1, "dew_point": 1},
         nulls={"am2320_temp": record.FLAG_NO_AM, "am2320_humidity": record.FLAG_NO_AM,
                "bmp180_temp": record.FLAG_NO_BMP, "bmp180_pressure": record.FLAG_NO_BMP},
-        rare=("heap",), derived={"bmp180_altitude": (2, ("bmp180_pressure",)),
-                                 "mem_free": (3, ("heap", "mem_used"))},
+        rare=("heap",), derived={"bmp180_altitude": (1, ("bmp180_pressure",)),  # record._ALT
+                                 "mem_free": (2, ("heap", "mem_used"))},  # record._DIFF
         send=record.SENSOR_FIELDS + ("dew_point", "battery_mv"))
 
 
@@ -123,14 +125,14 @@ def test_write_v2_update_to_v3_read_and_upload_all():
         assert "dew_point" not in m1 and m1["am2320_temp"] == 20 and m1["mem_free"] == 90000
         assert "dew_point" not in m4 and m4["am2320_temp"] == 20.3 and m4["mem_free"] == 89997
         assert m7["dew_point"] == 10.1 and m7["battery_mv"] == 3750 and m7["mem_used"] == 1006
-        assert m7["timestamp"] == record.iso_utc(T0 + 6 * 2000)
+        assert m7["timestamp"] == utc.iso(T0 + 6 * 2000)
         for m in srv.stored.values():
             assert "boot" not in m and "flags" not in m and "heap" not in m
         # a v2 message: the fields firmware 1.0 sent, in its order, the readings exact
         expect = ('{"$type":"weather_record","symbol":"esp2462","timestamp":"%s","seq":1,'
                   '"am2320_temp":20.0,"am2320_humidity":50.5,"bmp180_temp":21.2,'
                   '"bmp180_pressure":101325,"bmp180_altitude":%s,"mem_used":1000,'
-                  '"mem_free":90000}' % (record.iso_utc(T0), "%.7g" % record.altitude_m(101325)))
+                  '"mem_free":90000}' % (utc.iso(T0), "%.7g" % record.altitude_m(101325)))
         assert snd.message(1, seen[0][2]) == expect
         assert json.loads(snd.message(6, seen[5][2]))["dew_point"] == 10.0
         log.close()
@@ -138,18 +140,55 @@ def test_write_v2_update_to_v3_read_and_upload_all():
         _restore()
 
 
-def test_message_bound_covers_every_layout():
-    """A batch never passes batch_bytes, whatever layout its records have (the bound is
-    taken over every registered layout, not v1's fields)."""
+# A wider layout: seven more values than v2 (what a board with more sensors might log).
+_MORE = ("wind_speed", "wind_dir", "rain_rate", "uv_index", "soil_moisture", "dew_point",
+         "battery_mv")
+
+
+def _wide():
+    return record.Layout(
+        4, "<qhHhiII" + "h" * len(_MORE) + "HB", record.V2.fields[:7] + _MORE + ("boot", "flags"),
+        decimals={"am2320_temp": 1, "am2320_humidity": 1, "bmp180_temp": 1},
+        derived={"bmp180_altitude": (1, ("bmp180_pressure",)),  # record._ALT
+                 "mem_free": (2, ("heap", "mem_used"))},  # record._DIFF
+        send=record.SENSOR_FIELDS + _MORE)
+
+
+def test_batches_of_a_wider_layout_never_pass_batch_bytes():
+    """The byte cap of a batch holds whatever layout its records have: the size bound is
+    taken over every registered layout (from v2's fields alone, a batch of the wider
+    layout's records would pass it): each POST body and each MQTT message (built in its
+    fixed buffer) stays within ``batch_bytes``."""
     try:
-        _update_to_v3()
-        srv = FakeWebAdmin()
-        snd = sender.Sender(None, srv, None, "weather-data", "esp246f28a1b2c3",
-                            batch_bytes=1024, log=lambda m: None)
-        worst = record.encode(4102444799999, (-32768, 65535, -32768, (1 << 31) - 1, 1 << 31,
-                                              (1 << 32) - 1, -32768, 65535), 65535,
-                              record.FLAG_UTC)
-        assert len(snd.message(4294967295, record.decode(worst))) <= snd.max_message_bytes
-        assert (snd.max_message_bytes + 1) * snd._batch_max + 1 <= 1024
+        record.register(_wide(), current=True)
+        # the longest text of each value: -3276.8, 6553.5, -3276.8, 2147483647 Pa (an
+        # altitude of -250468.3 m), mem_used 4294967295 with heap 0 (mem_free -4294967295),
+        # then -32768 each; the year 2099 and boot 65535
+        values = (-32768, 65535, -32768, (1 << 31) - 1, (1 << 32) - 1, 0) + (-32768,) * 7
+        worst = record.decode(record.encode(4102444799999, values, 65535, record.FLAG_UTC))
+        snd = sender.Sender(None, None, None, "weather-data", "esp246f28a1b2c3",
+                            log=lambda m: None)
+        longest = len(snd.message(4294967295, worst))
+        assert 400 < longest <= snd.max_message_bytes, (longest, snd.max_message_bytes)
+        most = snd.max_message_bytes
+        for cap in [n * (most + 1) + 1 for n in (1, 2, 3, 4)]:  # the tightest for n records
+            srv = FakeWebAdmin()
+            auth = oauth.OAuth(srv, "admin", "pa&ss word", log=lambda m: None)
+            snd = sender.Sender(ListReader([worst] * 12), srv, auth, "weather-data",
+                                "esp246f28a1b2c3", batch_bytes=cap, log=lambda m: None)
+            while snd.step():
+                pass
+            assert len(srv.order) == 12 and srv.max_body_seen <= cap, (cap, srv.max_body_seen)
+        for cap in range(2 * longest, 3 * longest + 3, 7):  # the ways a buffer fills
+            up = mqtt_uplink.MqttUplink(ListReader([worst] * 6), "esp246f28a1b2c3",
+                                        "mqtt://127.0.0.1", insecure=True, batch_bytes=cap,
+                                        log=lambda m: None)
+            sent = []
+            up._publish = lambda data, sent=sent: sent.append(bytes(data))  # (no broker)
+            while up.step():
+                pass
+            assert sum(len(json.loads(m)) for m in sent) == 6, cap
+            assert max(len(m) for m in sent) <= cap, (cap, [len(m) for m in sent])
     finally:
+        record.LAYOUTS.pop(4, None)
         _restore()

@@ -9,6 +9,7 @@ import oauth
 import record
 import sender
 import support
+import utc
 from uplink_fakes import FakeWebAdmin, ListReader, pack, resp, sample
 
 
@@ -209,7 +210,7 @@ def test_untimed_records_wait_for_the_clock_then_go():
     assert rd.committed == 0  # record 2 was read but not sent: the cursor must not pass it
     s.set_boot_epoch(9, 1700000000000)
     drain(s)
-    assert srv.stored[2]["timestamp"] == record.iso_utc(1700000005000)
+    assert srv.stored[2]["timestamp"] == utc.iso(1700000005000)
     assert sorted(srv.stored) == [1, 2, 3]
 
 

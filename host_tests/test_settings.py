@@ -454,6 +454,29 @@ def test_write_wifi_persists_then_resets():
     assert _read_json(p)["wifi_ssid"] == "roof-ap"  # an invalid call changes nothing
 
 
+def test_write_wifi_resets_through_the_running_firmwares_guard():
+    """boot.py gives the firmware's boot guard: its reset commits the queue and records
+    why before the board resets."""
+    _fresh()
+    p = _path()
+    calls = []
+
+    class Guard:
+        def reset(self, cause, why=""):
+            calls.append((cause, why))
+            machine.reset()
+
+    out = _capture_print()
+    try:
+        settings.write_wifi("roof-ap", "pa55word!", path=p, guard=Guard())
+    except BaseException as e:  # noqa: BLE001 - machine.Reset, as on the board
+        assert isinstance(e, machine.Reset), e
+    finally:
+        _restore_print()
+    assert calls == [("config", "write_wifi")] and _read_json(p)["wifi_ssid"] == "roof-ap"
+    assert "pa55word" not in out.text()
+
+
 def _random_value(rng):
     k = rng.getrandbits(3)
     if k == 0:

@@ -24,7 +24,7 @@ def test_store_read_commit_resume():
     assert log.commit() == 20
     r = log.reader(0)
     for i in range(1, 11):
-        rec = r.next()
+        rec = support.next_values(r)
         assert rec[0] == i and r.seqn == i
     r.commit()
     assert log.stats()[0] == 20 and log.stats()[2] == 10
@@ -33,7 +33,7 @@ def test_store_read_commit_resume():
     assert log.stats()[0] == 20
     r = log.reader(0)
     assert r.seqn == 10
-    assert r.next()[0] == 11
+    assert support.next_values(r)[0] == 11
     assert log.store(21, 0.0, 0.0) == 21  # seqn continues across reopen
     log.close()
 
@@ -42,13 +42,13 @@ def test_reader_sees_only_committed_records():
     log = _log(support.tmpdir("tslog"), commit_delta=100)
     log.store(1, 0, 0)
     r = log.reader(0)
-    assert r.next() is None
+    assert support.next_values(r) is None
     log.commit()
-    assert r.next()[0] == 1
-    assert r.next() is None
+    assert support.next_values(r)[0] == 1
+    assert support.next_values(r) is None
     log.store(2, 0, 0)
     log.commit()
-    assert r.next()[0] == 2
+    assert support.next_values(r)[0] == 2
 
 
 def test_consumed_buckets_deleted_on_rollover():
@@ -58,7 +58,7 @@ def test_consumed_buckets_deleted_on_rollover():
     for i in range(1, 13):
         log.store(i, 0, 0)
     log.commit()
-    while r.next():
+    while support.next_values(r):
         pass
     r.commit()
     log.store(13, 0, 0)
@@ -68,7 +68,7 @@ def test_consumed_buckets_deleted_on_rollover():
     log.close()
     log = _log(d, bucket_size=4)
     assert log.stats()[0] == 13
-    assert log.reader(0).next()[0] == 13  # close() committed it
+    assert support.next_values(log.reader(0))[0] == 13  # close() committed it
     log.close()
 
 
@@ -78,8 +78,8 @@ def test_two_readers_independent():
         log.store(i, 0, 0)
     log.commit()
     a, b = log.reader(0), log.reader(1)
-    assert [a.next()[0] for _ in range(5)] == [1, 2, 3, 4, 5]
-    assert b.next()[0] == 1
+    assert [support.next_values(a)[0] for _ in range(5)] == [1, 2, 3, 4, 5]
+    assert support.next_values(b)[0] == 1
     assert log.stats()[2] == 4
 
 
@@ -117,8 +117,8 @@ def test_torn_tail_is_dropped_and_log_continues():
     assert log.store(7, 0, 0) == 7
     log.commit()
     r = log.reader(0)
-    assert [r.next()[0] for _ in range(7)] == [1, 2, 3, 4, 5, 6, 7]
-    assert r.next() is None
+    assert [support.next_values(r)[0] for _ in range(7)] == [1, 2, 3, 4, 5, 6, 7]
+    assert support.next_values(r) is None
 
 
 def test_corrupt_frame_is_skipped_and_counted():
@@ -135,7 +135,7 @@ def test_corrupt_frame_is_skipped_and_counted():
     r = log.reader(0)
     got = []
     while True:
-        rec = r.next()
+        rec = support.next_values(r)
         if rec is None:
             break
         got.append(rec[0])
@@ -150,9 +150,9 @@ def test_corrupt_cursor_copy_falls_back_to_other():
         log.store(i, 0, 0)
     log.commit()
     r = log.reader(0)
-    r.next()
+    support.next_values(r)
     r.commit()  # generation 1 -> r0b
-    r.next()
+    support.next_values(r)
     r.commit()  # generation 2 -> r0a
     log.close()
     with open(d + "/r0a", "wb") as f:
@@ -212,7 +212,7 @@ def _flash(blocks=8, block_size=4096):
 def _drain(r):
     out = []
     while True:
-        rec = r.next()
+        rec = support.next_values(r)
         if rec is None:
             return out
         out.append(rec[0])
@@ -230,7 +230,7 @@ def test_raw_partition_store_read_resume():
         assert log.store(i, i * 0.5, -i) == i
     log.commit()
     r = log.reader(0)
-    assert [r.next()[0] for _ in range(100)] == list(range(1, 101))
+    assert [support.next_values(r)[0] for _ in range(100)] == list(range(1, 101))
     r.commit()
     log.close()
     log = tslog.TSLog(dev.reboot(), format=FMT, commit_delta=4)
@@ -269,10 +269,10 @@ def test_raw_cursor_log_switches_blocks():
         log.store(i, 0, 0)
     log.commit()
     a, b = log.reader(0), log.reader(1)
-    b.next()
+    support.next_values(b)
     b.commit()
     for _ in range(60):  # 28 entries per cursor block: the ring of 2 wraps
-        a.next()
+        support.next_values(a)
         a.commit()
     a.commit()  # unchanged: not written again
     log.close()

@@ -19,6 +19,7 @@ not asserted): the figure that says how far FAT is from LittleFS.
 
 import vfs
 
+import support
 import tslog
 from flash import FlashBlockDevice, PowerCut
 from tslog_workload import FMT, cut_sweep, values, workload
@@ -45,7 +46,7 @@ def check(p):
     prev = r.seqn
     got = 0
     while True:
-        rec = r.next()
+        rec = support.next_values(r)
         if rec is None:
             break
         assert r.seqn > prev and rec == values(r.seqn), (prev, r.seqn, rec)
@@ -58,7 +59,7 @@ def check(p):
         log.commit()
     except OSError:
         return "damaged"
-    assert r.next() == values(s)
+    assert support.next_values(r) == values(s)
     log.close()
     return state
 

@@ -50,7 +50,7 @@ def mpy_dir():
         out = tempfile.mkdtemp(prefix="uplink-mpy-", dir=os.environ.get("HOST_TEST_TMP"))
         from tools import mpy
 
-        for src in ("lib/https.py", "lib/oauth.py", "lib/record.py", "lib/sender.py",
+        for src in ("lib/https.py", "lib/oauth.py", "lib/utc.py", "lib/record.py", "lib/sender.py",
                     "lib/sender_refusals.py", "lib/tslog.py", "lib/tslog_dir.py", "lib/tscodec.py",
                     "host_tests/uplink_device.py"):
             mpy.compile(ROOT / src, out, opt=mpy.OPT if src.startswith("lib/") else "")

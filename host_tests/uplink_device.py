@@ -32,6 +32,7 @@ import https  # noqa: E402
 import oauth  # noqa: E402
 import record  # noqa: E402
 import sender  # noqa: E402
+import utc  # noqa: E402  (loaded by record)
 
 gc.collect()
 _M1 = gc.mem_alloc()
@@ -50,11 +51,11 @@ def store(log, i, cfg):
         # As a newer firmware writes it: layout v8, unknown to this one. The queue still
         # reads it back (its frame carries the layout); the sender dead-letters it.
         record.CODEC.add(8, "<qiHB", "tdrF")
-        return log.store_record(struct.pack("<qiHB", record.utc_ms(), i, 1, 0xE1))
+        return log.store_record(struct.pack("<qiHB", utc.now_ms(), i, 1, 0xE1))
     flags = record.FLAG_UTC | (record.FLAG_NO_AM if i in cfg["poison"] else 0)  # null
     mem = 99999 if i in cfg["refuse"] else 1000  # the test's server refuses such a batch
     return log.store_record(record.encode(
-        record.utc_ms(), (200 + i % 50, 555, 210, 101325 + i, mem, 3000), 1, flags))
+        utc.now_ms(), (200 + i % 50, 555, 210, 101325 + i, mem, 3000), 1, flags))
 
 
 def main():

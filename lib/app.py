@@ -38,8 +38,7 @@ _SLICE_MS = const(500)  # longest sleep: stop flag, watchdog and deadline checks
 _REPL_WDT_MS = 3600000  # watchdog after Ctrl-C, so the REPL can be used
 
 VERSION = "1.0.0"
-board = None  # the App built by boot()
-console_parts = None  # the live objects lib/console.py shows (set by the builder)
+board = None  # the App built by boot() (lib/console.py shows its parts)
 run_limit_s = None  # default stop_after_s of run() (simulator)
 on_iteration = None  # default on_iteration of run() (simulator)
 

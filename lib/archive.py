@@ -35,6 +35,7 @@ import time
 
 import record
 import recordcsv
+import utc
 from fsutil import makedirs
 from micropython import const
 
@@ -92,34 +93,26 @@ def _sync(f):
         os.sync()  # type: ignore
 
 
-class _NoLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 class Archive:
-    """Copies records from ``reader`` (a TSReader of its own) to CSV files under ``base``.
+    """Copies records from ``reader`` (a TSReader of its own; on the board an
+    ``uploader.LockedReader``: the sampler writes the same TSLog) to CSV files under
+    ``base``.
 
     ``card``: callable returning the card's block device (``sd_card``), called at every
     (re)mount: the archive mounts it with ``vfs.VfsFat`` at ``base``; None: something
-    else mounts the card at ``base`` (then only its presence is checked); ``lock``: held
-    around reader calls (the TSLog is shared with the sampler); ``boot``: the current boot
-    counter; ``batch``: records per ``step()``; ``retry_ms``: pause after the card failed;
-    ``interval_ms``: pause after a step that caught up (fewer than ``batch`` records), so
-    the card sees one flush + sync a minute rather than one per sample.
+    else mounts the card at ``base`` (then only its presence is checked); ``boot``: the
+    current boot counter; ``batch``: records per ``step()``; ``retry_ms``: pause after the
+    card failed; ``interval_ms``: pause after a step that caught up (fewer than ``batch``
+    records), so the card sees one flush + sync a minute rather than one per sample.
     Figures: ``stats()``.
     """
 
-    def __init__(self, reader, base="/sd", card=None, lock=None, boot=None, batch=64,
+    def __init__(self, reader, base="/sd", card=None, boot=None, batch=64,
                  retry_ms=10000, interval_ms=60000, log=print):
         self._reader = reader
         self.base = base.rstrip("/") or "/"
         self._card = card
         self._session = None
-        self._lock = lock or _NoLock()
         self._boot = boot
         self._batch = batch
         self._retry_ms = retry_ms
@@ -207,7 +200,7 @@ class Archive:
         path = self._paths.get(day)
         if path is not None:
             return path
-        iso = record.iso_utc(ts)
+        iso = utc.iso(ts)
         folder = "%s/%s/%s" % ("" if self.base == "/" else self.base, iso[:4], iso[5:7])
         n = 0
         while True:
@@ -303,14 +296,12 @@ class Archive:
                 self._reader.seqn = self._committed
             raise
         except OSError as e:
-            with self._lock:
-                self._reader.seqn = self._committed  # re-read what was not made durable
+            self._reader.seek(self._committed)  # re-read what was not made durable
             self._card_lost(e)
             return 0
         rd = self._reader
         if rd.seqn != self._committed:
-            with self._lock:
-                rd.commit()  # only now: the lines are flushed and synced
+            rd.commit()  # only now: the lines are flushed and synced
             self._committed = rd.seqn
         if done < self._batch:
             self._due_ms = time.ticks_add(now, self._interval_ms)
@@ -330,9 +321,8 @@ class Archive:
             self._paths = {}
         try:
             while done < self._batch:
-                with self._lock:
-                    raw = rd.next_record()
-                    seqn = rd.seqn
+                raw = rd.next_record()
+                seqn = rd.seqn
                 if raw is None:
                     break
                 try:
@@ -346,8 +336,7 @@ class Archive:
                 if ts is not None:
                     path = self._day_path(ts, header)
                 elif record.waits(rec, self._epochs, self._boot):
-                    with self._lock:
-                        rd.seqn = seqn - 1  # it may get its time: wait, keep order
+                    rd.seek(seqn - 1)  # it may get its time: wait, keep order
                     self.state = "waiting_clock"
                     break
                 else:

@@ -17,7 +17,7 @@ due and the link is up:
 A sync blocks for up to ``ntptime.timeout`` (1 s) plus a DNS lookup, so call
 ``step()`` from the Wi-Fi thread or where that is acceptable.
 
-UTC: ``utc_ms()`` is ``record.utc_ms()`` (UTC ms since 1970 on both the ESP32's
+UTC: ``utc_ms()`` is ``utc.now_ms()`` (UTC ms since 1970 on both the ESP32's
 2000 epoch and the unix port's 1970 one) once this boot has synced, else None:
 the RTC may hold anything before that (year 2000 after a power-up).
 ``boot_epoch_ms`` is the UTC ms at which ``mono_ms()`` was 0, fixed at the first
@@ -29,7 +29,7 @@ with ``mono_ms()`` before the sync map to UTC as ``boot_epoch_ms + time_ms``.
 import random
 import time
 
-import record
+import utc
 from micropython import const
 
 _REBASE_MS = const(60_000)  # re-anchor the ticks reference this often (bounds allocation)
@@ -55,8 +55,6 @@ class Clock:
         self.attempts = 0
         self.failures = 0  # consecutive failures (0 after a success)
         self.last_error = None
-        self.last_sync_mono_ms = None
-        self.last_correction_ms = 0  # RTC step at the last resync (UTC vs mono drift)
         self._next_ms = 0  # mono ms when the next attempt is due
         self._was_online = False
 
@@ -75,11 +73,7 @@ class Clock:
 
     def utc_ms(self):
         """UTC ms since 1970, or None until this boot's first NTP sync."""
-        return record.utc_ms() if self.is_set else None
-
-    def next_sync_in_ms(self):
-        """ms until the next attempt may be made (0 = due)."""
-        return max(0, self._next_ms - self.mono_ms())
+        return utc.now_ms() if self.is_set else None
 
     # -- NTP
     def _backoff_ms(self):
@@ -113,23 +107,21 @@ class Clock:
                 self.host, type(e).__name__, e, delay // 1000))
             return False
         m = self.mono_ms()
-        utc = record.utc_ms()
+        t = utc.now_ms()
         self.failures = 0
         self.last_error = None
         self.syncs += 1
-        self.last_sync_mono_ms = m
         self._next_ms = m + self.resync_ms
         epoch = self.boot_epoch_ms
         if epoch is None:
-            self.boot_epoch_ms = utc - m
+            self.boot_epoch_ms = t - m
             self.is_set = True
             self.log("clock: set by NTP %s: %s (boot epoch %d)" % (
-                self.host, record.iso_utc(utc), self.boot_epoch_ms))
+                self.host, utc.iso(t), self.boot_epoch_ms))
             if self.on_set is not None:
                 self.on_set(self.boot_epoch_ms)
         else:
-            self.last_correction_ms = utc - (epoch + m)
-            self.log("clock: resync, UTC vs monotonic %+d ms" % self.last_correction_ms)
+            self.log("clock: resync, UTC vs monotonic %+d ms" % (t - (epoch + m)))
         return True
 
 

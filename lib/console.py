@@ -13,41 +13,43 @@ dict, ``tail`` a list of ``(seqn, record)``, the others a count).  Long outputs 
 streamed one record at a time (``writer`` is called once per line), never collected in
 RAM, so a week of records is listed within a 64 KB heap.
 
-Live state comes from the firmware: at import the console takes ``app.console_parts``
-(set by the running firmware; the firmware does not import the console, so its code
-takes no heap until someone uses it), and ``attach(log=..., lock=..., sender=...,
-wifi=..., clock=..., sampler=..., guard=..., version=...)`` adds or replaces parts
-(every part is optional).  Without an attached log (a soft-reset board, or
-``tools/pull --image``) the console opens the TSLog folder itself (``tslog_dir`` of
-``config.json``, default ``data/q``) with the parameters written in its ``meta`` file,
-read-only in effect: it never commits a reader cursor.  ``lock`` (the lock the sampler
-and uploader hold around TSLog calls) is taken around each single log access, never
-across a printed line.
+Live state comes from the running firmware, ``app.board`` (its queue, lock, sender,
+Wi-Fi, clock, sampler and boot guard; importing ``app`` starts nothing). The firmware
+never imports the console, so the console's code takes no heap until someone uses it.
+``attach(log=..., lock=..., sender=..., wifi=..., clock=..., sampler=..., guard=...,
+version=..., config=...)`` shows the parts given in place of the board's (tests, tools;
+every part is optional).  Without a log (no firmware running, or ``tools/pull --image``)
+the console opens the TSLog folder itself (``tslog_dir`` of ``config.json``, default
+``data/q``) with the parameters written in its ``meta`` file, read-only in effect: it
+never commits a reader cursor.  ``lock`` (the lock the sampler and uploader hold around
+TSLog calls; the console's own without one) is taken around each single log access,
+never across a printed line.
 
 Times: ``between`` and ``dump(since=, until=)`` take UTC strings
 ``"YYYY-MM-DDTHH:MM:SSZ"`` (also ``"YYYY-MM-DD"``, ``"YYYY-MM-DDTHH:MM"``, fractions of a
 second) or Unix epoch seconds (since 1970, also on the ESP32, whose ``time.time()`` counts
-from 2000: use ``record.utc_ms() // 1000`` for "now").  The interval is half open
+from 2000: use ``utc.now_ms() // 1000`` for "now").  The interval is half open
 ``[t0, t1)``.  Only records stamped with the wall clock have a time to select on:
 records taken before NTP set the clock show in ``tail`` and ``dump`` but not in
 ``between``.  With the TSLog time index (``TSLog.between``) an interval reads only the
 buckets that overlap it; otherwise the console scans the log.
 """
 
+import _thread
 import gc
 import os
-import sys
 import time
 
 import record
 import recordcsv
 import tslog
+import utc
 
-_parts = {}  # what the firmware attached: see attach()
-_app = sys.modules.get("app")  # the running firmware, if any (never imported from here)
-if _app is not None and getattr(_app, "console_parts", None):
-    _parts.update(_app.console_parts)
-_app = None
+_parts = {}  # what was attached (see attach()), in place of the running board's parts
+# part -> the running firmware's name for it (app.App's; the version is app's)
+_BOARD = {"log": "queue", "place": "queue_place", "config": "cfg", "version": "VERSION"}
+_own = {}  # the log the console opened itself (no log attached or running)
+_own_lock = _thread.allocate_lock()  # around log calls when nothing shares the log
 _NO_END = 1 << 62  # "no upper bound" in UTC ms
 _DEFAULT_DIR = "data/q"
 COMMANDS = (
@@ -62,15 +64,26 @@ COMMANDS = (
 
 # ---------------------------------------------------------------- registry
 def attach(**parts):
-    """Register the firmware's live objects: ``log`` (TSLog), ``lock``, ``sender``,
-    ``wifi``, ``clock``, ``sampler``, ``guard`` (bootguard), ``version`` (str),
+    """Show these live objects in place of the running board's: ``log`` (TSLog), ``lock``,
+    ``sender``, ``wifi``, ``clock``, ``sampler``, ``guard`` (bootguard), ``version`` (str),
     ``dead_path`` (dead-letter file), ``config`` (settings dict).  Call again to add."""
     _parts.update(parts)
 
 
+def _part(name):
+    """Part ``name``: the attached one; with nothing attached, the running firmware's."""
+    if _parts:
+        return _parts.get(name)
+    import app  # the firmware (it never imports the console; importing it starts nothing)
+
+    if app.board is None:
+        return None
+    return getattr(app if name == "version" else app.board, _BOARD.get(name, name), None)
+
+
 def detach():
-    """Forget every attached part (tests; an opened log is closed)."""
-    own = _parts.get("_own_log")
+    """Forget every attached part (tests; a log the console opened is closed)."""
+    own = _own.pop("log", None)
     if own is not None:
         own.close()
     _parts.clear()
@@ -78,7 +91,7 @@ def detach():
 
 def _tslog_dir():
     """``tslog_dir`` of the attached config, else of ``config.json``, else the default."""
-    cfg = _parts.get("config")
+    cfg = _part("config")
     if cfg is None:
         try:
             import json
@@ -111,38 +124,19 @@ def open_log(folder=None):
 
 
 def _log():
-    log = _parts.get("log")
+    log = _part("log")
     if log is None:
-        log = _parts.get("_own_log")
+        log = _own.get("log")
         if log is None:
-            log = open_log()
-            _parts["_own_log"] = log
+            log = _own["log"] = open_log()
     return log
 
 
-class _NoLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _lock():
-    return _parts.get("lock") or _NoLock()
+    return _part("lock") or _own_lock
 
 
 # ---------------------------------------------------------------- time
-def _days_from_civil(y, m, d):
-    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant)."""
-    y -= m <= 2
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
 def utc_ms_of(t):
     """UTC ms since 1970 of ``t``: epoch seconds (int/float) or an ISO-8601 UTC string;
     None stays None.  ValueError names what is wrong."""
@@ -170,17 +164,17 @@ def utc_ms_of(t):
     if not (1 <= mo <= 12 and 1 <= d <= 31 and 0 <= hh < 24 and 0 <= mm < 60
             and 0 <= sec < 61):
         raise ValueError("time %r is out of range" % t)
-    return ((_days_from_civil(y, mo, d) * 24 + hh) * 60 + mm) * 60000 + int(sec * 1000 + 0.5)
+    return ((utc.days_from_civil(y, mo, d) * 24 + hh) * 60 + mm) * 60000 + int(sec * 1000 + 0.5)
 
 
 def _epochs():
     """Boot epochs known on this board (to time records taken before NTP)."""
     out = {}
-    clock = _parts.get("clock")
+    clock = _part("clock")
     book = getattr(clock, "epochs", None)  # clock.Epochs: kept across boots, estimates too
     if book is not None:
         out.update(book.epochs)
-    guard = _parts.get("guard")
+    guard = _part("guard")
     base = getattr(clock, "boot_epoch_ms", None)
     if base is not None and guard is not None:
         out[guard.boot & 0xFFFF] = base
@@ -252,7 +246,7 @@ def line_of(seqn, rec, epochs=None):
     lay = record.layout_of(rec)
     ts = record.timestamp_of(rec, epochs)
     if ts is not None:
-        when = record.iso_utc(ts)
+        when = utc.iso(ts)
     else:
         when = "boot %d +%d.%03ds (no clock)" % (rec[-2], rec[0] // 1000, rec[0] % 1000)
     parts = ["%7d  %s " % (seqn, when)]
@@ -382,7 +376,7 @@ def _free_flash(log):
 
 def _rate_per_day(log):
     """Records per day: from the sampler's interval, else from the log's last records."""
-    smp = _parts.get("sampler")
+    smp = _part("sampler")
     iv = getattr(smp, "interval_ms", None)
     if iv:
         return 86400000 // iv
@@ -400,19 +394,20 @@ def _rate_per_day(log):
 
 def status():
     """Print the board's state; returns it as a dict."""
-    st = {"version": _parts.get("version")}
-    clock = _parts.get("clock")
-    guard = _parts.get("guard")
+    st = {"version": _part("version")}
+    clock = _part("clock")
+    guard = _part("guard")
     up = _g(clock, "mono_ms")
     st["uptime_s"] = (up if up is not None else time.ticks_ms()) // 1000  # type: ignore
     st["boot"] = _g(guard, "boot")
     st["reset_cause"] = _g(guard, "cause")
-    st["clock_set"] = bool(_g(clock, "is_set", record.clock_is_set()))
-    st["utc"] = record.iso_utc(record.utc_ms()) if st["clock_set"] else None
-    wifi = _parts.get("wifi")
+    now = utc.now_ms()
+    st["clock_set"] = bool(_g(clock, "is_set", now >= utc.MIN_VALID_MS))
+    st["utc"] = utc.iso(now) if st["clock_set"] else None
+    wifi = _part("wifi")
     st["wifi"] = _g(wifi, "state")
     st["rssi"] = _g(wifi, "rssi")
-    smp = _parts.get("sampler")
+    smp = _part("sampler")
     st["sampler"] = _g(smp, "stats")
     log = _log()
     st["last_record"] = None
@@ -425,7 +420,7 @@ def status():
             st["buckets"] = log.buckets()
             st["free_records"] = log.free()
             held, used, total = log.usage()
-        st["queue"] = _parts.get("place") or log.folder or "partition"
+        st["queue"] = _part("place") or log.folder or "partition"
         st["bytes_per_record"] = used / held if held else None
         st["queue_bytes"] = total
         st["last_seqn"] = last
@@ -443,9 +438,9 @@ def status():
         st["days_until_full"] = (st["free_records"] / rate) if rate else None
     gc.collect()
     st["heap_free"] = gc.mem_free()
-    snd = _parts.get("sender")
+    snd = _part("sender")
     st["uploader"] = _g(snd, "stats")
-    dead = _parts.get("dead_path") or "data/dead.log"
+    dead = _part("dead_path") or "data/dead.log"
     try:
         st["dead_letter_bytes"] = os.stat(dead)[6]
     except OSError:

@@ -51,7 +51,7 @@ queue_days      INTEGER   days of samples the queue holds at this interval (esti
 import json
 import time
 
-import record
+import utc
 
 TYPE_NAME = "health_record"
 FIELDS = ("boot", "reset_cause", "resets", "uptime_s", "heap_free", "heap_used", "flash_free",
@@ -64,7 +64,7 @@ TEXT_FIELDS = ("reset_cause", "resets", "firmware", "queue")  # VARCHAR; the oth
 def message(symbol, utc_ms, snap):
     """The JSON text of one health message of ``symbol`` at ``utc_ms`` from ``snap`` (a dict
     with the ``FIELDS`` names; a missing one is sent as 0 or "")."""
-    m = {"$type": TYPE_NAME, "symbol": symbol, "timestamp": record.iso_utc(utc_ms)}
+    m = {"$type": TYPE_NAME, "symbol": symbol, "timestamp": utc.iso(utc_ms)}
     for name in FIELDS:
         v = snap.get(name)
         if v is None:

@@ -178,10 +178,7 @@ class MqttUplink:
         self._health_next = time.ticks_ms()
         self._log = log
         self._prefix = '{"$type":"weather_record","symbol":%s,"timestamp":"' % json.dumps(symbol)
-        most = len(self._prefix) + 66  # timestamp, '","seq":' and 10 digits, ESTIMATED, "}"
-        for name in record.SENSOR_FIELDS:
-            most += len(name) + 4 + 14  # ,"name": and the longest "%.7g" / u32 text
-        self._most = most
+        most = self._most = record.json_bound(self._prefix)  # of every registered layout
         if batch_bytes < most + 2:
             raise ValueError("mqtt_batch_bytes must be >= %d" % (most + 2))
         self._buf = bytearray(batch_bytes)
@@ -246,36 +243,26 @@ class MqttUplink:
         count = 0
         rd = self._reader
         while self._n + self._most + 1 <= len(self._buf):
-            item = self._held
-            self._held = None
+            item, self._held = self._held, None
             if item is None:
-                rec = rd.next_record()
-                if rec is None:
+                raw = rd.next_record()
+                if raw is None:
                     break
-                item = (rd.seqn, rec)
+                try:
+                    item = rd.seqn, record.decode(raw)
+                except ValueError as e:  # unknown layout or length: never block the queue
+                    self._dead(rd.seqn, e)
+                    continue
             seq, rec = item
-            try:
-                rec = record.decode(rec) if not isinstance(rec, tuple) else rec
-            except ValueError as e:  # unknown layout or length: never block the queue
-                self._dead(seq, e)
-                continue
             ts = record.timestamp_of(rec, self._epochs)
             if ts is None:
                 if record.waits(rec, self._epochs, self._boot):
-                    self._held = (seq, rec)  # it may get its time: wait, keep order
+                    self._held = item  # it may get its time: wait, keep order
                     break
                 self._dead(seq, "no wall-clock time for boot %d" % rec[record.I_BOOT])
                 continue
-            if count:
-                self._put(",")
-            self._put(self._prefix)
-            self._put(record.iso_utc(ts))
-            self._put('","seq":%d' % seq)
-            for name, text in record.layout_of(rec).texts(rec):
-                self._put(',"%s":%s' % (name, "null" if text is None else text))
-            if rec[record.I_BOOT] in self._estimated and not rec[record.I_FLAGS] & record.FLAG_UTC:
-                self._put(record.ESTIMATED)
-            self._put("}")
+            self._put(record.json_message(self._prefix, seq, rec, ts, self._estimated,
+                                          "," if count else ""))
             count += 1
         self._put("]")
         self._count = count

@@ -199,10 +199,7 @@ def migrate(old, new_log, log=print):
     if expect is None:  # nothing left to send: seqns still go on after the old ones
         new_log.skip_to(max(cursors + [last]) + 1)
     new_log.commit()
-    for n in range(min(old.nreaders, new_log.nreaders)):
-        r = new_log.reader(n)
-        r.seqn = max(r.seqn, min(cursors[n], new_log.last_seqn))
-        r.commit()
+    _cursors(new_log, cursors)
     log("tslog: moved %d queued records from the first format (%d bad slots skipped)"
         % (copied, bad))
     return copied
@@ -214,7 +211,7 @@ def copy(src, dst, log=print):
     cursors = [src.reader(n).seqn for n in range(src.nreaders)]
     expect = None
     copied = 0
-    for seqn, raw in src.records(src._buckets[0] if src._buckets else 1):
+    for seqn, raw in src.records():  # (from the oldest record kept)
         if expect != seqn:
             dst.skip_to(seqn)
         dst.store_record(raw)
@@ -223,10 +220,15 @@ def copy(src, dst, log=print):
     if expect is None and src.last_seqn:
         dst.skip_to(src.last_seqn + 1)
     dst.commit()
-    for n in range(min(src.nreaders, dst.nreaders)):
-        r = dst.reader(n)
-        r.seqn = max(r.seqn, min(cursors[n], dst.last_seqn))
-        r.commit()
+    _cursors(dst, cursors)
     src.close()
     log("tslog: copied %d queued records" % copied)
     return copied
+
+
+def _cursors(dst, cursors):
+    """Give ``dst``'s readers the cursors ``cursors`` (one per reader of the old log)."""
+    for n in range(min(len(cursors), dst.nreaders)):
+        r = dst.reader(n)
+        r.seek(max(r.seqn, min(cursors[n], dst.last_seqn)))
+        r.commit()

@@ -46,19 +46,19 @@ Time (the rule the firmware and ``sender`` both rely on):
 
 * If the wall clock was set (NTP) when the sample was taken, ``time_ms`` is UTC
   milliseconds since 1970-01-01 and ``flags`` has ``FLAG_UTC``.  Use
-  ``utc_ms()``, which corrects the ESP32's 2000-based ``time.time()``.
+  ``utc.now_ms()``, which corrects the ESP32's 2000-based ``time.time()``.
 * Otherwise ``time_ms`` is milliseconds since that boot (a monotonic count kept
   by the firmware, not raw ``ticks_ms``, which wraps) and ``FLAG_UTC`` is clear.
   Such a record only gets a timestamp once the same boot learns the time: the
   firmware calls ``sender.set_boot_epoch(boot, utc_ms_at_boot)``.
-* ``timestamp_of()`` never returns a time before ``MIN_VALID_UTC_MS`` (2020): a
+* ``timestamp_of()`` never returns a time before ``utc.MIN_VALID_MS`` (2020): a
   "year-2000" time means an unset clock and is treated as unknown.
 """
 
 import struct
-import time
 
 import tscodec
+import utc
 from micropython import const
 
 FLAG_UTC = const(1)
@@ -146,28 +146,25 @@ def altitude_m(pressure_pa, sea_level_pa=SEA_LEVEL_PA):
     return 44330.0 * (1.0 - (pressure_pa / sea_level_pa) ** (1 / 5.255))
 
 
-# The values sent to the server, in order (what firmware 1.0's layout v1 sent too).
-SENSOR_FIELDS = ("am2320_temp", "am2320_humidity", "bmp180_temp", "bmp180_pressure",
-                 "bmp180_altitude", "mem_used", "mem_free")
-
+# Names in lists, not tuples: a tuple of constants is stored whole in the .mpy, each of its
+# names one more time in the heap (~30 B each); a list's names are the module's own.
 V2 = Layout(2, "<qhHhiIIHB",
-            ("time_ms", "am2320_temp", "am2320_humidity", "bmp180_temp", "bmp180_pressure",
-             "mem_used", "heap", "boot", "flags"),
+            ["time_ms", "am2320_temp", "am2320_humidity", "bmp180_temp", "bmp180_pressure",
+             "mem_used", "heap", "boot", "flags"],
             decimals={"am2320_temp": 1, "am2320_humidity": 1, "bmp180_temp": 1},
             nulls={"am2320_temp": FLAG_NO_AM, "am2320_humidity": FLAG_NO_AM,
                    "bmp180_temp": FLAG_NO_BMP, "bmp180_pressure": FLAG_NO_BMP},
-            rare=("heap",),
-            derived={"bmp180_altitude": (_ALT, ("bmp180_pressure",)),
-                     "mem_free": (_DIFF, ("heap", "mem_used"))},
-            send=SENSOR_FIELDS)
+            rare=["heap"],
+            derived={"bmp180_altitude": (_ALT, ["bmp180_pressure"]),
+                     "mem_free": (_DIFF, ["heap", "mem_used"])},
+            send=["am2320_temp", "am2320_humidity", "bmp180_temp", "bmp180_pressure",
+                  "bmp180_altitude", "mem_used", "mem_free"])
+# The values sent to the server, in order (what firmware 1.0's layout v1 sent too).
+SENSOR_FIELDS = V2.values
 LAYOUTS = {}  # version -> Layout: every layout ever written (never remove one)
 CURRENT = 2  # the version encode() writes by default (a firmware update may raise it)
 # The queue's codec (a name of its own: a queue written with another codec is refused).
 CODEC = tscodec.Delta({}, select=lambda flags: (flags >> _VSHIFT) + 1, name="rec1")
-
-MIN_VALID_UTC_MS = 1577836800000  # 2020-01-01T00:00:00Z: anything earlier is an unset clock
-_Y2K_S = const(946684800)  # 1970 -> 2000 in seconds
-_EPOCH_2000 = time.gmtime(0)[0] == 2000  # ESP32 (and most bare-metal ports) count from 2000
 
 
 def open_queue(where, **kw):
@@ -213,11 +210,13 @@ def layout_of(rec):
 def encode(time_ms, values, boot, flags, version=None):
     """Pack one sample with layout ``version`` (default ``CURRENT``); ``values`` are its
     stored value fields in order (v2: am2320_temp, am2320_humidity, bmp180_temp,
-    bmp180_pressure, mem_used, heap). A field nulled by
-    ``flags`` is stored as 0 whatever is given for it."""
+    bmp180_pressure, mem_used, heap), or a dict of them by field name (the sampler's: a
+    field it lacks is 0). A field nulled by ``flags`` is stored as 0 whatever is given."""
     lay = LAYOUTS[version or CURRENT]
     n = len(lay.fields) - 3
-    if len(values) != n:
+    if isinstance(values, dict):
+        values = [values.get(name, 0) for name in lay.fields[1:-2]]
+    elif len(values) != n:
         raise ValueError("layout v%d takes %d values, got %d" % (lay.version, n, len(values)))
     flags = (flags & FLAG_MASK) | (lay.version - 1) << _VSHIFT
     for b in lay.nulls:
@@ -243,26 +242,7 @@ def time_of(buf):
     if len(buf) < 12 or not buf[-1] & FLAG_UTC:
         return None
     t = struct.unpack_from("<q", buf, 0)[0]
-    return t if t >= MIN_VALID_UTC_MS else None
-
-
-def utc_ms():
-    """UTC milliseconds since 1970 from the wall clock (whatever epoch the port uses)."""
-    try:
-        ns = time.time_ns()
-        ms = ns // 1000000
-    except AttributeError:  # pragma: no cover - ports without time_ns
-        ms = int(time.time()) * 1000
-    if _EPOCH_2000:
-        ms += _Y2K_S * 1000
-    return ms
-
-
-def clock_is_set(now_utc_ms=None):
-    """True when the wall clock holds a plausible time (after 2020)."""
-    if now_utc_ms is None:
-        now_utc_ms = utc_ms()
-    return now_utc_ms >= MIN_VALID_UTC_MS
+    return t if t >= utc.MIN_VALID_MS else None
 
 
 def timestamp_of(rec, boot_epochs=None):
@@ -277,7 +257,7 @@ def timestamp_of(rec, boot_epochs=None):
         if base is None:
             return None
         t = base + t
-    return t if t >= MIN_VALID_UTC_MS else None
+    return t if t >= utc.MIN_VALID_MS else None
 
 
 def waits(rec, epochs, boot):
@@ -292,30 +272,29 @@ def waits(rec, epochs, boot):
 ESTIMATED = ',"time_estimated":true'
 
 
-def _civil(days):
-    """(year, month, day) of a count of days since 1970-01-01 (proleptic Gregorian)."""
-    # H. Hinnant's days_from_civil inverse: exact for any date, independent of the port's epoch.
-    z = days + 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    return yoe + era * 400 + (1 if m <= 2 else 0), m, d
+def json_message(prefix, seq, rec, ts, estimated, lead="", tail=""):
+    """The uplinks' JSON message of decoded record ``rec`` (the same from ``sender`` and
+    ``mqtt_uplink``), between ``lead`` and ``tail``: ``prefix`` (``{"$type":...,"symbol":
+    ...,"timestamp":"``), the UTC time ``ts`` (ms), ``seq``, the sent values of the record's
+    own layout, and ``ESTIMATED`` when its boot is in ``estimated`` (the boots whose epoch
+    is an estimate) and it has no wall-clock time of its own."""
+    parts = [lead, prefix, utc.iso(ts), '","seq":%d' % seq]
+    for name, text in layout_of(rec).texts(rec):
+        parts.append(',"%s":%s' % (name, "null" if text is None else text))
+    if rec[I_BOOT] in estimated and not rec[I_FLAGS] & FLAG_UTC:
+        parts.append(ESTIMATED)
+    parts.append("}" + tail)
+    return "".join(parts)
 
 
-_day = (None, "")  # (days since 1970, "YYYY-MM-DDT") of the last iso_utc() call
-
-
-def iso_utc(ms):
-    """``yyyy-MM-ddTHH:mm:ss.SSSZ`` (the TimeBase format) of UTC ms since 1970."""
-    global _day
-    s, milli = divmod(ms, 1000)
-    days, sod = divmod(s, 86400)
-    day = _day  # one tuple, swapped whole: safe when two threads format times
-    if day[0] != days:
-        y, mo, d = _civil(days)
-        day = _day = (days, "%04d-%02d-%02dT" % (y, mo, d))
-    return "%s%02d:%02d:%02d.%03dZ" % (day[1], sod // 3600, (sod // 60) % 60, sod % 60, milli)
+def json_bound(prefix):
+    """An upper bound of the length of any ``json_message`` with ``prefix``, over every
+    registered layout (a batch is capped by bytes with it, without reading ahead: a record
+    read but not sent must not be committed with the reader's cursor)."""
+    most = 0
+    for lay in LAYOUTS.values():
+        n = len(prefix) + 44 + len(ESTIMATED)  # timestamp, seq, "}"
+        for name in lay.values:
+            n += len(name) + 18  # ,"name": and the longest "%.7g" / u32 text
+        most = max(most, n)
+    return most

@@ -4,7 +4,8 @@ Kept out of ``record`` so the firmware's loop does not load it: only the console
 person imports it) and the archive (with ``sd_mount``) do.
 """
 
-from record import FLAG_MASK, LAYOUTS, iso_utc, layout_of, timestamp_of
+from record import FLAG_MASK, LAYOUTS, layout_of, timestamp_of
+from utc import iso
 
 
 def csv_columns():
@@ -24,7 +25,7 @@ def csv_line(seqn, rec, cols, boot_epochs=None):
     a null (failed reading) is empty."""
     lay = layout_of(rec)
     ts = timestamp_of(rec, boot_epochs)
-    out = ["%d" % seqn, iso_utc(ts) if ts is not None else "", "%d" % rec[0],
+    out = ["%d" % seqn, iso(ts) if ts is not None else "", "%d" % rec[0],
            "%d" % rec[-2], "%d" % (rec[-1] & FLAG_MASK), "%d" % lay.version]
     n = len(cols) - 6
     cells = [""] * n

@@ -14,9 +14,10 @@ So ``taken + missed`` is the number of slots since ``start()``, and each taken s
 ``store_errors`` (the flash refused the write): every slot is in the store once or
 counted with a cause.
 
-Records are layout v2 (``record``): integers at the sensors' resolution (0.1 degC,
-0.1 %RH, Pa); a sensor whose reading failed has its null flag set (``FLAG_NO_AM``,
-``FLAG_NO_BMP``: sent as JSON null).  No driver holds the loop longer than its
+Records are of the current layout (``record.CURRENT``, v2), their values set by the
+layout's field names: integers at the sensors' resolution (0.1 degC, 0.1 %RH, Pa); a
+sensor whose reading failed has its null flag set (``FLAG_NO_AM``, ``FLAG_NO_BMP``: sent
+as JSON null).  No driver holds the loop longer than its
 datasheet conversion time: the AM2320 may be read only every 2 s, and returns no
 fresh reading inside that rest or on its first (priming) read; such a slot still gets
 its record, with the AM2320's values null and ``FLAG_AM_REST`` set (counted in
@@ -79,7 +80,7 @@ class Sampler:
         self._log = log
         self.sensors = [am, bmp]
         self._missing_logged = [False, False]
-        self._values = [0] * 6  # record v2: am2320 t, rh, bmp180 t, p, mem_used, heap
+        self._values = {}  # the record's values by field name (``record.encode``)
         self._started = False
         self.next_ms = time.ticks_ms()  # ticks_ms at which the next slot is due
         self.slot_ms = self.next_ms  # ticks_ms at which the last taken slot was due
@@ -161,11 +162,11 @@ class Sampler:
                 if s.measure() is False:
                     return None
                 if i == _AM:
-                    v[0] = s.temperature_tenths()
-                    v[1] = s.humidity_tenths()  # type: ignore
+                    v["am2320_temp"] = s.temperature_tenths()
+                    v["am2320_humidity"] = s.humidity_tenths()  # type: ignore
                 else:
-                    v[2] = s.temperature_tenths()
-                    v[3] = s.pressure()  # type: ignore
+                    v["bmp180_temp"] = s.temperature_tenths()
+                    v["bmp180_pressure"] = s.pressure()  # type: ignore
                 err = 0
             except Exception as e:  # noqa: BLE001 - any driver failure is a failed reading
                 err = e
@@ -208,8 +209,8 @@ class Sampler:
         if am is None:
             self.rested += 1
         v = self._values
-        v[4] = gc.mem_alloc()
-        v[5] = v[4] + gc.mem_free()
+        used = v["mem_used"] = gc.mem_alloc()
+        v["heap"] = used + gc.mem_free()
         clock = self._clock
         late = 0 if slot_ms is None else time.ticks_diff(time.ticks_ms(), slot_ms)
         if clock.is_set:

@@ -130,15 +130,7 @@ class Sender:
         self._path = write_path(stream, write_mode)
         self._prefix = '{"$type":%s,"symbol":%s,"timestamp":"' % (
             json.dumps(type_name), json.dumps(symbol))
-        # An upper bound of one message's JSON size caps the batch by bytes without reading
-        # ahead (a record read but not sent must not be committed with the reader's cursor).
-        most = 0
-        for lay in record.LAYOUTS.values():  # each record is sent with its own layout
-            n = len(self._prefix) + 44 + len(record.ESTIMATED)  # timestamp, seq, mark, "}"
-            for name in lay.values:
-                n += len(name) + 4 + 14  # ,"name": and the longest "%.7g" / u32 text
-            most = max(most, n)
-        self.max_message_bytes = most
+        most = self.max_message_bytes = record.json_bound(self._prefix)
         self._batch_max = min(batch_max, max(1, (batch_bytes - 1) // (most + 1)))
         self._dead = dead_letter
         self._bmin = backoff_min_ms
@@ -195,14 +187,8 @@ class Sender:
     # -- JSON -------------------------------------------------------------
     def message(self, seq, rec, lead="", tail=""):
         """The JSON text of decoded record ``rec`` (str), between ``lead`` and ``tail``."""
-        parts = [lead, self._prefix, record.iso_utc(record.timestamp_of(rec, self._epochs)),
-                 '","seq":%d' % seq]
-        for name, text in record.layout_of(rec).texts(rec):  # the record's own layout
-            parts.append(',"%s":%s' % (name, "null" if text is None else text))
-        if rec[record.I_BOOT] in self._estimated and not rec[record.I_FLAGS] & record.FLAG_UTC:
-            parts.append(record.ESTIMATED)
-        parts.append("}" + tail)
-        return "".join(parts)
+        return record.json_message(self._prefix, seq, rec, record.timestamp_of(rec, self._epochs),
+                                   self._estimated, lead, tail)
 
     def _chunks(self):
         """Generator of the JSON array of the POST's records (the batch's first ``_limit``),

@@ -425,9 +425,10 @@ def show_config(path=None):
     print("(* = set in %s)" % path)
 
 
-def write_wifi(ssid, password, path=None):
+def write_wifi(ssid, password, path=None, guard=None):
     """Save the station's Wi-Fi credentials in config.json, then reboot (as the seed's
-    ``write_wifi``)."""
+    ``write_wifi``). ``guard``: the running firmware's ``bootguard.BootGuard`` (boot.py
+    gives it), whose reset commits the queue first and records the cause."""
     path = path or PATH
     if not ssid:
         raise ValueError("wifi_ssid: must not be empty")
@@ -438,11 +439,7 @@ def write_wifi(ssid, password, path=None):
     over["wifi_password"] = password
     save(over, path)
     print("Wi-Fi %r saved in %s; rebooting" % (ssid, path))
-    import sys
-
-    board = getattr(sys.modules.get("app"), "board", None)
-    guard = getattr(board, "guard", None)
-    if guard is not None:  # the firmware is running: commit the queue, record the cause
+    if guard is not None:
         guard.reset("config", "write_wifi")
     import machine
 

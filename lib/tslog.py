@@ -37,8 +37,8 @@ Example::
     seqn = log.store(1700000000, 21.5)
     log.commit()
     r = log.reader(0)
-    rec = r.next()          # (1700000000, 21.5), or None when nothing committed is left
-    print(r.seqn, rec)      # the record's seqn, e.g. for tagging uploads
+    raw = r.next_record()   # its bytes, or None when nothing committed is left
+    print(r.seqn, struct.unpack(log.format, raw))  # its seqn (e.g. to tag uploads), values
     r.commit()              # persist the cursor
 """
 
@@ -565,7 +565,7 @@ class TSLog:
         last = self.commit()
         for n in range(self.nreaders):
             r = self.reader(n)
-            r.seqn = last
+            r.seek(last)
             r.commit()
             r.close()
         if not (self._buckets and self._buckets[-1] == last + 1):
@@ -736,12 +736,10 @@ class TSReader(_Walk):
         self.seqn = s  # leaves the record to be read again
         return rec
 
-    def next(self):
-        """The next committed record unpacked with the log's format, or None."""
-        rec = self.next_record()
-        if rec is None:
-            return None
-        return struct.unpack(self.log.format, rec)
+    def seek(self, seqn):
+        """Read on from the record after ``seqn``: back, again what was read but not used;
+        forward, past records. ``commit()`` saves it as the cursor."""
+        self.seqn = seqn
 
     def commit(self):
         """Persist the cursor: after a reboot this reader resumes after ``seqn``."""

@@ -2,16 +2,16 @@
 ``app.boot()``, which drops this module from the heap again afterwards).
 
 TimeBase over HTTPS (``tb_host``: reader 0, and its health records), the fleet's MQTT
-uplink (``mqtt_host``: reader 2), the SD archive (``sd_mount``: reader 1), then the
-console's registry and WebREPL.  An uplink that cannot be set up (a missing CA file, a
-bad setting) is logged and left out, its modules dropped again: sampling goes on.  As
-in ``builder``, nothing set up here keeps a function of this module.
+uplink (``mqtt_host``: reader 2), the SD archive (``sd_mount``: reader 1), then WebREPL;
+each reads the queue through an ``uploader.LockedReader`` (the sampler writes it).  An
+uplink that cannot be set up (a missing CA file, a bad setting) is logged and left out,
+its modules dropped again: sampling goes on.  As in ``builder``, nothing set up here
+keeps a function of this module.
 """
 
 import gc
 import sys
 
-import app
 import uploader
 
 
@@ -22,16 +22,6 @@ def build(a, log=print):
     _timebase(a, cfg, boot16, log)
     _mqtt(a, cfg, boot16, log)
     _archive(a, cfg, boot16, log)
-    # The REPL's helpers (console.status() etc.) see the live objects. Not imported
-    # here: console picks these up when a person imports it, so its code (~9 KB of
-    # heap) is loaded only then.
-    app.console_parts = dict(log=a.queue, place=a.queue_place, lock=a.lock,
-                             sender=a.up.sender, wifi=a.wifi, clock=a.clock, sampler=a.sampler,
-                             guard=a.guard, version=app.VERSION, config=cfg,
-                             dead_path="data/dead.log")
-    mod = sys.modules.get("console")
-    if mod is not None:  # imported before this set-up (a REPL session, tests)
-        mod.attach(**app.console_parts)
     if cfg["webrepl_password"]:
         try:
             import webrepl
@@ -108,7 +98,7 @@ def _archive(a, cfg, boot16, log):
         return
     try:
         import archive
-        a.up.archive = archive.Archive(a.queue.reader(1), mount, card=archive.sd_card,
-                                       lock=a.lock, boot=boot16, log=log)
+        a.up.archive = archive.Archive(uploader.LockedReader(a.queue.reader(1), a.lock),
+                                       mount, card=archive.sd_card, boot=boot16, log=log)
     except Exception as e:  # noqa: BLE001 - sampling and uploads go on without a card
         log("app: SD archive disabled: %s" % e)

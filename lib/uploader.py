@@ -64,6 +64,10 @@ class LockedReader:
         with self._lock:
             return self._r.next_record()
 
+    def seek(self, seqn):
+        with self._lock:
+            self._r.seek(seqn)
+
     def commit(self):
         with self._lock:
             self._r.commit()

@@ -41,6 +41,7 @@ def run_board(symbol, url, state, records, rate, ca, password, deadline, out, lo
               batch_bytes=4096):
     import mqtt_uplink
     import record
+    import utc
 
     log = record.open_queue(os.path.join(state, symbol), nreaders=3, commit_delta=16)
     up = mqtt_uplink.MqttUplink(log.reader(2), symbol, url, ca_file=ca, user="board",
@@ -49,7 +50,7 @@ def run_board(symbol, url, state, records, rate, ca, password, deadline, out, lo
     stored = 0
     step_ms = int(1000 / rate) if rate > 0 else 2000
     # Timestamps on the board's sampling schedule (a backlog sampled at once lies in the past)
-    ts0 = record.utc_ms() - (0 if rate > 0 else records * step_ms)
+    ts0 = utc.now_ms() - (0 if rate > 0 else records * step_ms)
     t0 = time.monotonic()
     t_end = t0 + deadline
     while time.monotonic() < t_end:
