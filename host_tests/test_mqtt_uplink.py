@@ -180,24 +180,24 @@ def test_a_memory_error_while_filling_a_message_skips_no_record():
     n = 30
     log = queue(n, "oomfill")
     sub = Sub("weather/oom1")
-    real, calls = record.iso_utc, [0]
+    real, calls = record.json_message, [0]
 
-    def tight(ms):
+    def tight(*args):
         calls[0] += 1
         if calls[0] == 3:
             raise MemoryError("memory allocation failed")
-        return real(ms)
+        return real(*args)
 
     try:
         up = uplink(log, symbol="oom1", batch_bytes=1024)
-        record.iso_utc = tight
+        record.json_message = tight
         try:
             up.step()
             raise AssertionError("the MemoryError did not reach the caller")
         except MemoryError:
             pass
         finally:
-            record.iso_utc = real
+            record.json_message = real
         assert up.sent == 0 and log.reader(2).seqn == 0
         drain(up)
         got = sub.records(n)

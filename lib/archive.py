@@ -292,8 +292,7 @@ class Archive:
         try:
             done = self._copy()
         except MemoryError:  # a fragmented heap: the same records again next time
-            with self._lock:
-                self._reader.seqn = self._committed
+            self._reader.seek(self._committed)
             raise
         except OSError as e:
             self._reader.seek(self._committed)  # re-read what was not made durable

@@ -145,8 +145,8 @@ def _context(tls, ca_file, insecure):
 
 
 class MqttUplink:
-    """QoS 1 publisher of ``reader``'s records (a TSReader: ``next_record()``, ``seqn``
-    (set back after a failed read), ``commit()``) as ``symbol`` to the broker at ``url``.
+    """QoS 1 publisher of ``reader``'s records (a TSReader: ``next_record()``, ``seqn``,
+    ``seek()``, ``commit()``) as ``symbol`` to the broker at ``url``.
 
     ``health_ms``/``health``: every ``health_ms`` publish ``health()`` (the JSON text of
     one health message, None while the clock is unknown) on the same topic.  ``boot``:
@@ -232,7 +232,7 @@ class MqttUplink:
         try:
             return self._fill_buffer()
         except Exception:
-            self._reader.seqn = start
+            self._reader.seek(start)
             self._held = held
             self._n = self._count = 0
             raise

@@ -55,11 +55,6 @@ class LockedReader:
     def seqn(self):
         return self._r.seqn
 
-    @seqn.setter
-    def seqn(self, value):  # read again from there (an uplink that failed mid-read)
-        with self._lock:
-            self._r.seqn = value
-
     def next_record(self):
         with self._lock:
             return self._r.next_record()
