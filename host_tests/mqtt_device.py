@@ -48,13 +48,9 @@ def main():
         cfg = json.load(f)
     log = record.open_queue(cfg["dir"], bucket_size=cfg.get("bucket_size", 1024),
                             commit_delta=16, nreaders=3)
-    n = cfg.get("count", 0)
-    base = log.last_seqn
-    T0[0] = utc.now_ms() - 2000 * (base + n)
-    for i in range(1, n + 1):
-        store(log, base + i)
-    log.commit()
     rd = log.reader(2)
+    # Made before the backlog is stored, as a board builds its uplink at boot (the message
+    # buffer is one block of batch_bytes: a day of stores first leaves no such hole in 64k).
     up = mqtt_uplink.MqttUplink(
         rd, cfg.get("symbol", "esp2462"), cfg["url"], ca_file=cfg.get("ca"),
         insecure=cfg.get("insecure", False), user=cfg.get("user"), password=cfg.get("password"),
@@ -62,6 +58,12 @@ def main():
         backoff_min_ms=cfg.get("backoff_min_ms", 50), backoff_max_ms=cfg.get("backoff_max_ms",
                                                                             1000),
         log=print if cfg.get("verbose") else (lambda t: None))
+    n = cfg.get("count", 0)
+    base = log.last_seqn
+    T0[0] = utc.now_ms() - 2000 * (base + n)
+    for i in range(1, n + 1):
+        store(log, base + i)
+    log.commit()
     gc.collect()
     before = gc.mem_alloc()
     more = cfg.get("store_during", 0)
