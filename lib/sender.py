@@ -64,8 +64,9 @@ from micropython import const
 
 _JSON = "application/json"
 # After days of running, a board's heap has KBs free but in holes smaller than a login's
-# ~1 KB reply and its tokens. A block held since start is given up when a step runs out
-# of memory, so the retry finds room; it is taken back after the next success.
+# ~1 KB reply and its tokens. A block held since the last login is given up for the next
+# one (and when a step runs out of memory, so the retry finds room); it is taken again
+# once the login succeeded, not after every batch: on a small heap the batches need it.
 _RESERVE = const(2048)
 
 
@@ -247,7 +248,6 @@ class Sender:
         record read is done (none in the batch, held or set aside)."""
         del self._batch[:n]
         self._limit = len(self._batch)
-        self._keep_reserve()
         if self._read and not self.pending():
             self._commit()
 
@@ -256,7 +256,7 @@ class Sender:
             try:
                 self._reserve = bytearray(_RESERVE)
             except MemoryError:
-                pass  # again after the next success
+                pass  # again after the next login
 
     def _commit(self, now=False):
         t = time.ticks_ms()
@@ -298,7 +298,9 @@ class Sender:
                     if self._held is None:
                         self._held = self._next()
                     if self._held is not None:  # log in before the batch is in RAM: the
-                        self._auth.token()  # TLS handshake is the peak
+                        self._reserve = None  # TLS handshake is the peak; the login gets
+                        self._auth.token()  # the reserve's room
+                        self._keep_reserve()
                 doing = "reading"
                 if not self._fill():
                     self.state = "waiting_clock"
