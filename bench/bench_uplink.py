@@ -48,7 +48,7 @@ MPY_DIR = tempfile.mkdtemp(prefix="bench_uplink-mpy-")
 
 def compile_mpy():
     for src in MODULES:
-        mpy.compile(ROOT / src, MPY_DIR, opt=mpy.OPT if src.startswith("lib/") else "")
+        mpy.compile(ROOT / src, MPY_DIR)
 
 
 def run(heap, module, argv, mp=MP):

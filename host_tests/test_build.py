@@ -57,9 +57,9 @@ def test_board_code_drops_asserts_but_umqtt_keeps_its_protocol_checks():
 
     out = support.tmpdir("mpyopt")
     code = "def check():\n    assert False, 'kept'\n    return 'dropped'\n"
+    (Path(out) / "lib").mkdir()  # board code, as mpy.compile tells it by its folder
     for name in ("plain", "umqtt_simple"):
-        (Path(out) / (name + "_src")).mkdir()
-        src = Path(out) / (name + "_src") / (name + ".py")
+        src = Path(out) / "lib" / (name + ".py")
         src.write_text(code)
         mpy.compile(src, out)
     script = ("import plain, umqtt_simple\nprint(plain.check())\n"

@@ -38,7 +38,7 @@ def _mpy_dir():
         for src in ("lib/mqtt_uplink.py", "lib/umqtt_simple.py", "lib/utc.py", "lib/record.py",
                     "lib/tscodec.py", "lib/tslog.py", "lib/tslog_dir.py",
                     "host_tests/mqtt_device.py"):
-            mpy.compile(ROOT / src, out, opt=mpy.OPT if src.startswith("lib/") else "")
+            mpy.compile(ROOT / src, out)
         _MPY.append(out)
     return _MPY[0]
 

@@ -53,7 +53,7 @@ def mpy_dir():
         for src in ("lib/https.py", "lib/oauth.py", "lib/utc.py", "lib/record.py", "lib/sender.py",
                     "lib/sender_refusals.py", "lib/tslog.py", "lib/tslog_dir.py", "lib/tscodec.py",
                     "host_tests/uplink_device.py"):
-            mpy.compile(ROOT / src, out, opt=mpy.OPT if src.startswith("lib/") else "")
+            mpy.compile(ROOT / src, out)
         _MPY.append(out)
     return _MPY[0]
 

