@@ -34,7 +34,7 @@ import time
 from . import config as _config
 from . import dedup
 from .schema import format_timestamp
-from .store import UnknownStream, Written
+from .store import UnknownStream, Written, query_where
 
 _PG_TYPE = {"FLOAT": "double precision", "INTEGER": "bigint", "INT32": "bigint",
             "BOOLEAN": "bigint", "VARCHAR": "text"}
@@ -257,26 +257,11 @@ class PgStore:
               by="capture", reverse=False, collisions=False):
         """As ``store.Store.query``: dicts in capture- (or acquisition-) time order."""
         col = {"capture": "capture_ns", "acquisition": "acquisition_ns"}[by]
-        where, args = [], []
-        if symbol is not None:
-            where.append("symbol = ANY(%s)")
-            args.append([symbol] if isinstance(symbol, str) else list(symbol))
-        if types:
-            where.append("type = ANY(%s)")
-            args.append(list(types))
-        if since is not None:
-            where.append("%s >= %%s" % col)
-            args.append(int(since))
-        if until is not None:
-            where.append("%s < %%s" % col)
-            args.append(int(until))
-        if collisions:
-            where.append("collision = 1")
+        where, args = query_where(col, symbol, types, since, until, collisions, arrays=True)
         order = "DESC" if reverse else "ASC"
         second = "acquisition_ns" if by == "capture" else "capture_ns"
         sql = "SELECT * FROM %s%s ORDER BY %s %s, %s %s, id %s" % (
-            _q(stream), " WHERE " + " AND ".join(where) if where else "", col, order, second,
-            order, order)
+            _q(stream), where, col, order, second, order, order)
         conn, ok = self._read(stream)
         try:
             if not ok:

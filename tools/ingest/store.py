@@ -273,6 +273,34 @@ class UnknownStream(KeyError):
     pass
 
 
+def query_where(col, symbol, types, since, until, collisions, arrays=False):
+    """(" WHERE ..." or "", args) of a query's filters (``Store.query``'s arguments; ``col``:
+    the time column). ``arrays``: PostgreSQL's form (``%s`` placeholders, a list compared
+    with ``= ANY``), else SQLite's (``?``, ``IN (?, ...)``)."""
+    ph = "%s" if arrays else "?"
+    where, args = [], []
+    for name, values in (("symbol", [symbol] if isinstance(symbol, str) else symbol),
+                         ("type", types or None)):
+        if values is None:
+            continue
+        values = list(values)
+        if arrays:
+            where.append("%s = ANY(%%s)" % name)
+            args.append(values)
+        else:
+            where.append("%s IN (%s)" % (name, ",".join("?" * len(values))))
+            args += values
+    if since is not None:
+        where.append("%s >= %s" % (col, ph))
+        args.append(int(since))
+    if until is not None:
+        where.append("%s < %s" % (col, ph))
+        args.append(int(until))
+    if collisions:
+        where.append("collision = 1")
+    return (" WHERE " + " AND ".join(where) if where else ""), args
+
+
 class Store:
     """All streams of a data dir.  ``streams`` maps names to config specs ({"types": ...}).
 
@@ -423,25 +451,9 @@ class Store:
         Memory stays bounded whatever the range.
         """
         col = {"capture": "capture_ns", "acquisition": "acquisition_ns"}[by]
-        where, args = [], []
-        if symbol is not None:
-            syms = [symbol] if isinstance(symbol, str) else list(symbol)
-            where.append("symbol IN (%s)" % ",".join("?" * len(syms)))
-            args += syms
-        if types:
-            where.append("type IN (%s)" % ",".join("?" * len(types)))
-            args += list(types)
-        if since is not None:
-            where.append("%s >= ?" % col)
-            args.append(int(since))
-        if until is not None:
-            where.append("%s < ?" % col)
-            args.append(int(until))
-        if collisions:
-            where.append("collision = 1")
+        where, args = query_where(col, symbol, types, since, until, collisions)
         sql = "SELECT * FROM messages%s ORDER BY %s %s, id %s" % (
-            " WHERE " + " AND ".join(where) if where else "", col,
-            "DESC" if reverse else "ASC", "DESC" if reverse else "ASC")
+            where, col, "DESC" if reverse else "ASC", "DESC" if reverse else "ASC")
         files = self.files(stream)
         if reverse:
             files.reverse()
