@@ -90,6 +90,13 @@ def rmtree(path):
         os.remove(path)
 
 
+def host_python():
+    """The desktop Python that runs host programs a test starts (servers, brokers): the
+    project's venv when there is one (it has their packages), else ``python3``."""
+    py = (os.getenv("HOST_TEST_ROOT") or ".") + "/.venv/bin/python"
+    return py if exists(py) else "python3"
+
+
 def tmpdir(name="t"):
     """A new, empty directory for one test (under $HOST_TEST_TMP)."""
     base = os.getenv("HOST_TEST_TMP") or "/tmp/host_tests"

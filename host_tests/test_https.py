@@ -19,12 +19,8 @@ def server():
         # unique: under xdist two runs of this file may share HOST_TEST_TMP
         d = support.tmpdir("https-" + binascii.hexlify(os.urandom(4)).decode())
         root = os.getenv("HOST_TEST_ROOT") or "."
-        py = root + "/.venv/bin/python"
-        try:
-            os.stat(py)
-        except OSError:
-            py = "python3"
-        os.system("%s %s/host_tests/https_testserver.py %s >%s/log 2>&1 &" % (py, root, d, d))
+        os.system("%s %s/host_tests/https_testserver.py %s >%s/log 2>&1 &"
+                  % (support.host_python(), root, d, d))
         for _ in range(200):
             try:
                 with open(d + "/port") as f:

@@ -24,11 +24,7 @@ def broker():
 
         d = support.tmpdir("mqtt-" + binascii.hexlify(os.urandom(4)).decode())
         root = os.getenv("HOST_TEST_ROOT") or "."
-        py = root + "/.venv/bin/python"
-        try:
-            os.stat(py)
-        except OSError:
-            py = "python3"
+        py = support.host_python()
         os.system("cd %s && %s -m tools.fleet.cluster --nodes 1 --root %s/c --wrong-ca "
                   "--ready-file %s/ready.json --stop-file %s/stop --max-s 300 >%s/log 2>&1 &"
                   % (root, py, d, d, d, d))
