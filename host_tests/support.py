@@ -90,6 +90,17 @@ def rmtree(path):
         os.remove(path)
 
 
+class StepClock:
+    """A store's ``clock_ns`` for tests: starts at ``ns``, 1 us later at each call."""
+
+    def __init__(self, ns):
+        self.ns = ns
+
+    def __call__(self):
+        self.ns += 1000
+        return self.ns
+
+
 def host_python():
     """The desktop Python that runs host programs a test starts (servers, brokers): the
     project's venv when there is one (it has their packages), else ``python3``."""

@@ -310,7 +310,7 @@ def test_dedup_index_rebuilt_keeps_the_rule():
     """After a lost or old-format index, retries of originals and of collisions are still
     absorbed, rows without timestamp are still never merged, collisions still flagged."""
     d = support.tmpdir("rebuild")
-    clock = Clock(T0)
+    clock = support.StepClock(T0)
     st = Store(d, clock_ns=clock)
     fields = ingest_schema_fields()
 
@@ -634,15 +634,6 @@ def test_admin_api():
 
 # -- store: rotation, re-index, query ------------------------------------------------------
 
-class Clock:
-    def __init__(self, ns):
-        self.ns = ns
-
-    def __call__(self):
-        self.ns += 1000
-        return self.ns
-
-
 def _row(seq, cap_ns, symbol="esp2462"):
     return ingest_schema.validate(rec(seq, symbol=symbol,
                                       timestamp=ingest_schema.format_timestamp(cap_ns)),
@@ -657,7 +648,7 @@ def ingest_schema_fields():
 def test_daily_rotation_cross_day_dedup_and_query():
     d = support.tmpdir("rot")
     day1 = parse_time("2026-11-24T23:59:59Z")
-    clock = Clock(day1)
+    clock = support.StepClock(day1)
     st = Store(d, clock_ns=clock)
     assert st.write(STREAM, [_row(i, T0 + i * 10**9) for i in range(3)])[:3] == (3, 0, 0)
     clock.ns = parse_time("2026-11-25T00:00:01Z")  # midnight passed: a new file

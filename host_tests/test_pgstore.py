@@ -55,21 +55,12 @@ def rows(symbol, seqs, temp=21.5, ts_step=2, t0=T0):
             for s in seqs]
 
 
-class Clock:
-    def __init__(self, ns):
-        self.ns = ns
-
-    def __call__(self):
-        self.ns += 1000
-        return self.ns
-
-
 def test_the_dedup_rule_as_the_sqlite_store():
     from tools.ingest.store import Store
 
-    clock = Clock(T0 + DAY_NS)
+    clock = support.StepClock(T0 + DAY_NS)
     a = fresh(clock_ns=clock)
-    b = Store(support.tmpdir("sqlite-twin"), clock_ns=Clock(T0 + DAY_NS))
+    b = Store(support.tmpdir("sqlite-twin"), clock_ns=support.StepClock(T0 + DAY_NS))
     batches = [rows("esp1", range(1, 6)), rows("esp1", range(3, 9)),  # repeats of 3..5
                rows("esp1", [2], temp=9.0),  # a collision: seq 2 with other values
                rows("esp1", [2], temp=9.0) + rows("esp2", [1, 1])]  # repeats in one batch
@@ -127,7 +118,7 @@ def test_parallel_writers_store_each_record_once_and_flag_collisions():
 
 
 def test_a_day_partition_per_arrival_day_and_a_repeat_after_midnight_absorbed():
-    clock = Clock(T0 + DAY_NS - 5000)  # 5 us before midnight
+    clock = support.StepClock(T0 + DAY_NS - 5000)  # 5 us before midnight
     s = fresh(clock_ns=clock)
     assert s.write("weather-data", rows("esp1", range(1, 4))).written == 3
     clock.ns = T0 + DAY_NS + 10**9  # the next day: the retry of a batch
